@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch as _torch
 
@@ -69,27 +69,3 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from interp.attribution import (
-        METHODS,
-        AttributionComparison,
-        attribute,
-        attribution_across_shifts,
-    )
-    from interp.connectivity import (
-        Connectivity,
-        Decomposition,
-        ShiftExplanation,
-        connectivity,
-        decompose,
-        explain_shift,
-        footprint,
-    )
-    from interp.equivariance import Equivariance, equivariance
-    from interp.hooks import Recording, record
-    from interp.loading import Dataset, ModelInfo, load, load_data, save
-    from interp.report import Report, compare, report
-    from interp.shifts import parse_shifts, shift
-    from interp.structure import Head, Layer, Structure, structure
-    from interp.sweep import Sweep, shift_sweep

@@ -66,7 +66,8 @@ class Recording(Mapping[str, torch.Tensor]):
             output = output[0]
         if not isinstance(output, torch.Tensor):
             raise InterpError(
-                f"layer {name!r} returned {type(output).__name__}, not a tensor; record another layer"
+                f"layer {name!r} returned {type(output).__name__}, not a tensor; "
+                "record another layer"
             )
         # Detached copy on the chosen device: an in-place op later in the forward
         # (ReLU(inplace=True)) cannot change what was recorded.
