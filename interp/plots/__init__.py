@@ -1,0 +1,1 @@
+"""Matplotlib figures for interp's analyses (object API; functions return a Figure)."""
