@@ -522,3 +522,54 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
     while features(lo + 1) == target:
         lo += 1
     return (conv.in_channels, *(lo,) * dims)
+
+
+def explain(geo: Structure) -> list[str]:
+    """Plain sentences about shift invariance that follow from the architecture alone.
+
+    >>> explain(structure(seed_cnn, input_shape=(1, 8192)))[0]   # doctest: +SKIP
+    "The head Linear '5' gives each of 64 kernels x 4026 positions its own weight..."
+    """
+    head = geo.head
+    strided = strided_layers(geo)
+    pos = "x".join(str(p) for p in head.positions or ())
+    if head.kind == "positional":
+        return [
+            f"The head Linear {head.linear!r} gives each of {head.channels} kernels x {pos} "
+            f"positions of layer {head.reads!r} its own weight, with no global pooling before "
+            "it: the model cannot be translation invariant by construction.",
+            "The convolutions are shift-equivariant, so a shifted pattern produces the same "
+            "kernel activations, shifted; they then land on (kernel, position) neurons whose "
+            "weights for the class were shaped only by what training put there.",
+        ]
+    if head.kind == "pooled":
+        how = f"{head.pooling} over positions" if head.pooling else "pooling over positions"
+        out = [
+            f"The head Linear {head.linear!r} reads {head.channels} kernels after {how} of layer "
+            f"{head.reads!r}: every position shares one weight per kernel, so the head is "
+            "translation invariant by construction, up to boundary effects."
+        ]
+        if strided:
+            names = ", ".join(f"{lay.name!r} ({lay.type})" for lay in strided)
+            out.append(
+                f"Strided layers {names} subsample positions, so shifts that are not multiples "
+                "of their stride can change the output (aliasing, Zhang 2019)."
+            )
+        return out
+    return [
+        "interp could not find a Linear head that reads a spatial feature map through Flatten or "
+        "global pooling, so invariance cannot be decided from the architecture; a shift sweep "
+        "with data measures it."
+    ]
+
+
+def strided_layers(geo: Structure) -> list[Layer]:
+    """Layers whose own stride is above 1 (their cumulative stride grows)."""
+    out, previous = [], (1,) * geo.spatial_dims
+    for lay in geo.layers:
+        if lay.stride is None:
+            continue
+        if lay.stride != previous and lay.role in ("conv", "pool"):
+            out.append(lay)
+        previous = lay.stride
+    return out

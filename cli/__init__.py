@@ -1,0 +1,1 @@
+"""The `interp` command line (click). Thin: all analysis logic lives in `interp`."""
