@@ -81,3 +81,37 @@ def no_hooks_left(model: nn.Module) -> bool:
         not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
         for m in model.modules()
     )
+
+
+# --- CI honesty -------------------------------------------------------------
+# The run fails when fewer tests ran than were collected, minus skips whose
+# reason starts with one of these declared prefixes. Any other skip is a failure:
+# a test that silently stops running must not look green.
+DECLARED_SKIPS = (
+    "chromium is not available",
+    "needs a CUDA device",
+)
+_outcomes: dict[str, list[str]] = {"ran": [], "declared": [], "undeclared": []}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        if report.skipped:
+            reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
+            reason = reason.removeprefix("Skipped: ")
+            kind = "declared" if reason.startswith(DECLARED_SKIPS) else "undeclared"
+            _outcomes[kind].append(f"{report.nodeid}: {reason}")
+        else:
+            _outcomes["ran"].append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    collected = len(getattr(session, "items", []))
+    ran, declared = len(set(_outcomes["ran"])), len(_outcomes["declared"])
+    if collected and exitstatus == 0 and ran < collected - declared:
+        lines = "\n  ".join(_outcomes["undeclared"]) or "(tests that neither ran nor skipped)"
+        print(
+            f"\nCI honesty: {ran} tests ran, but {collected} were collected and only "
+            f"{declared} skips are declared; not run:\n  {lines}"
+        )
+        session.exitstatus = 1
