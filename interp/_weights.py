@@ -10,6 +10,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,10 @@ def _eager_layer(child: Any, kind: str) -> nn.Module | None:
         args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
         layer = cls(**args)
         layer.load_state_dict(child.state_dict(), strict=True)
-        if torch.jit.script(layer).code != child.code:  # a custom class of the same name
+        with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; we only read it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            code = torch.jit.script(layer).code
+        if code != child.code:  # a custom class that happens to share the name
             return None
     except Exception:  # attribute missing or different: keep the scripted layer
         return None

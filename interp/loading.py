@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import tempfile
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,7 +296,9 @@ def _load_code_archive(
                 f"(code for {code}); {_TRUST_FIX}"
             )
         try:
-            scripted = torch.jit.load(io.BytesIO(data), map_location="cpu")
+            with warnings.catch_warnings():  # deprecated in torch >= 2.10, still the loader
+                warnings.simplefilter("ignore", DeprecationWarning)
+                scripted = torch.jit.load(io.BytesIO(data), map_location="cpu")
         except Exception as err:
             raise InterpError(f"{label} is a damaged TorchScript archive ({err})") from None
         return eager_from_script(scripted, notes), "torchscript", {}, notes
