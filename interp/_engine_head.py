@@ -1,0 +1,114 @@
+"""Head of the fast engine: every shift's logits from the valid map plus boundary bands.
+
+The clean core of a shifted feature map is a window of the valid map at a lag that
+depends on the shift, so the head's share of the core is a sliding-window reduction
+of the valid map, evaluated once for every lag: a valid cross-correlation with the
+weight template for a positional head (:func:`interp._xcorr.xcorr_valid`), a
+sliding max (van Herk / Gil-Werman, O(length)) or a sliding sum (cumulative sums)
+for a pooled one. The boundary bands, recomputed per shift, are added on top.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from interp._engine_plan import HeadPlan, Level
+from interp._xcorr import xcorr_valid
+
+Box = tuple[tuple[int, int], ...]
+
+
+def _slices(box: Box) -> tuple[slice, ...]:
+    return tuple(slice(a, b) for a, b in box)
+
+
+def sliding_max(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """``out[i] = max(x[i : i + width])`` along ``dim``, in O(length) (van Herk 1992).
+
+    >>> sliding_max(torch.tensor([1.0, 3, 2, 0, 5]), 2, 0)
+    tensor([3., 3., 2., 5.])
+    """
+    if width == 1:
+        return x
+    x = x.movedim(dim, -1)
+    n = x.shape[-1]
+    blocks = -(-n // width)
+    padded = F.pad(x, (0, blocks * width - n), value=float("-inf"))
+    chunks = padded.unflatten(-1, (blocks, width))  # (..., blocks, width)
+    prefix = chunks.cummax(-1).values.flatten(-2)  # max from the block start to i
+    suffix = chunks.flip(-1).cummax(-1).values.flip(-1).flatten(-2)  # max from i to block end
+    # A window of `width` spans the end of one block and the start of the next.
+    out = torch.maximum(suffix[..., : n - width + 1], prefix[..., width - 1 : n])
+    return out.movedim(-1, dim)
+
+
+def sliding_sum(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """``out[i] = sum(x[i : i + width])`` along ``dim``, in float64 from cumulative sums."""
+    c = x.to(torch.float64).cumsum(dim)
+    zero = torch.zeros_like(c.narrow(dim, 0, 1))
+    c = torch.cat([zero, c], dim)
+    n = c.shape[dim]
+    return c.narrow(dim, width, n - width) - c.narrow(dim, 0, n - width)
+
+
+def _pick(scores: torch.Tensor, lag: torch.Tensor) -> torch.Tensor:
+    """scores (n, X, *lags), lag (S, d) -> (n, S, X)."""
+    index = tuple(lag[:, a] for a in range(lag.shape[1]))
+    return scores[(slice(None), slice(None), *index)].transpose(1, 2)
+
+
+def head_core(head: HeadPlan, level: Level, node: torch.Tensor, q: torch.Tensor):
+    """The head's share of the clean core for every shift of one phase group.
+
+    Args:
+        node: (n, C, *Lb) valid map of the group's phase.
+        q: (S, d) index in ``node`` of each shifted map's position 0.
+
+    Returns:
+        (n, S, K) float64 scores (positional), (n, S, C) max or float64 sums (pooled),
+        or None when the core is empty.
+    """
+    core = level.core
+    if any(b <= a for a, b in core):
+        return None
+    lag = q + torch.tensor([a for a, _ in core], device=q.device)
+    if head.kind == "positional":
+        template = head.weight[(slice(None), slice(None), *_slices(core))]  # (K, C, *core)
+        return _pick(xcorr_valid(node, template), lag)
+    scores = node
+    for a, (lo, hi) in enumerate(core):
+        if head.kind == "max":
+            scores = sliding_max(scores, hi - lo, 2 + a)
+        else:
+            scores = sliding_sum(scores, hi - lo, 2 + a)
+    return _pick(scores, lag)
+
+
+def head_finish(
+    head: HeadPlan, level: Level, core: torch.Tensor | None, bands: dict[Box, torch.Tensor]
+) -> torch.Tensor:
+    """Logits (n, S, K) from the core's share and the bands (n, S, C, *box)."""
+    spatial = tuple(range(3, 3 + len(level.size)))
+    if head.kind == "positional":
+        w = head.weight.to(torch.float64)
+        parts = [] if core is None else [core]
+        for box, t in bands.items():
+            wb = w[(slice(None), slice(None), *_slices(box))]  # (K, C, *box)
+            parts.append(torch.einsum("nsc...,kc...->nsk", t.to(torch.float64), wb))
+        total = torch.stack(parts).sum(0)
+        if head.bias is not None:
+            total = total + head.bias.to(torch.float64)
+        return total
+    if head.kind == "max":
+        parts = [] if core is None else [core]
+        parts += [t.amax(spatial) for t in bands.values()]
+        pooled = torch.stack(parts).amax(0)
+    else:
+        parts = [] if core is None else [core]
+        parts += [t.to(torch.float64).sum(spatial) for t in bands.values()]
+        count = 1
+        for n in level.size:
+            count *= n
+        pooled = torch.stack(parts).sum(0) / count
+    return F.linear(pooled.to(head.weight.dtype), head.weight, head.bias)
