@@ -308,8 +308,10 @@ def _load_code_archive(
             f"{_TRUST_FIX}"
         )
     try:
-        program = torch.export.load(io.BytesIO(data))
-        module = torch.export.unflatten(program)
+        with warnings.catch_warnings():  # torch-internal pytree FutureWarning (torch 2.13)
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.export.load(io.BytesIO(data))
+            module = torch.export.unflatten(program)
     except Exception as err:
         raise InterpError(f"{label} is a damaged torch.export program ({err})") from None
     notes.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +83,18 @@ def hostile_files(directory: Path, marker: Path) -> dict[str, Path]:
 
 def torchscript_bytes(model: nn.Module) -> bytes:
     buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(model), buffer)
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.10
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(model), buffer)
     return buffer.getvalue()
 
 
 def export_bytes(model: nn.Module, batch: int = 2) -> bytes:
     buffer = io.BytesIO()
-    program = torch.export.export(model, (torch.randn(batch, 1, LENGTH),))
-    torch.export.save(program, buffer)
+    with warnings.catch_warnings():  # pytree LeafSpec FutureWarning inside torch.export
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.export.export(model, (torch.randn(batch, 1, LENGTH),))
+        torch.export.save(program, buffer)
     return buffer.getvalue()
 
 

@@ -323,7 +323,6 @@ def test_bad_arch_is_explained(tmp_path: Path, arch, words):
         load(tmp_path / "sd.pt", arch=arch)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*")
 def test_trusted_torchscript_sequential_becomes_eager_layers_with_hooks(tmp_path: Path):
     model = nn.Sequential(nn.Conv1d(1, 4, 5), nn.Sequential(nn.ReLU()), nn.Flatten(),
                           nn.Linear(48, 3)).eval()  # fmt: skip
@@ -340,7 +339,6 @@ def test_trusted_torchscript_sequential_becomes_eager_layers_with_hooks(tmp_path
     assert seen == [torch.Size([3, 4, LENGTH - 4])]
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*")
 def test_trusted_torchscript_of_a_custom_module_stays_scripted(tmp_path: Path):
     from _files import Wrapped
 
@@ -352,7 +350,6 @@ def test_trusted_torchscript_of_a_custom_module_stays_scripted(tmp_path: Path):
     _same_outputs(model, loaded, _x())
 
 
-@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_trusted_export_program_is_unflattened_so_hooks_fire(tmp_path: Path):
     model = tiny(11)
     (tmp_path / "m.pt2").write_bytes(export_bytes(model, batch=3))
