@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from cli._common import InterpGroup
+from cli.compare_cmd import compare
 from cli.inspect_cmd import inspect
+from cli.report_cmd import report
 from interp._version import __version__
 
 HELP = """Explain why a trained CNN is, or is not, translation invariant.
@@ -36,3 +38,5 @@ def main() -> None:
 
 
 main.add_command(inspect)
+main.add_command(report)
+main.add_command(compare)

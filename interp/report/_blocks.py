@@ -1,0 +1,112 @@
+"""The content of a report, independent of its format: sections made of blocks.
+
+Both renderers (HTML and Markdown) walk the same blocks, so the two files say
+the same thing. Every string in a block is plain text (never markup): the HTML
+template escapes it and the Markdown renderer escapes what Markdown would read.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from typing import Literal
+
+from matplotlib.figure import Figure
+
+FIGURE_DPI = 90  # small PNGs: a committed example report stays a few MB
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph of generated text; ``strong`` renders it as the lead sentence."""
+
+    text: str
+    strong: bool = False
+    kind: Literal["paragraph"] = "paragraph"
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A titled list of sentences (reasons, suggestions)."""
+
+    title: str
+    items: tuple[str, ...]
+    kind: Literal["bullets"] = "bullets"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of strings; ``highlight`` marks rows to emphasise (by index)."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+    highlight: tuple[int, ...] = ()
+    kind: Literal["table"] = "table"
+
+
+@dataclass(frozen=True)
+class FigureRef:
+    """A figure as PNG bytes, written to ``figures/<name>.png``; the caption says what to see."""
+
+    name: str
+    caption: str
+    png: bytes = field(repr=False)
+    width: int = 0  # pixels, for the <img> tag (layout does not jump while loading)
+    height: int = 0
+    kind: Literal["figure"] = "figure"
+
+
+@dataclass(frozen=True)
+class Note:
+    """Why something is missing, or what more data would add."""
+
+    text: str
+    kind: Literal["note"] = "note"
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Figures side by side (one per model in a comparison); wraps on a narrow screen."""
+
+    figures: tuple[FigureRef, ...]
+    kind: Literal["gallery"] = "gallery"
+
+
+Block = Paragraph | Bullets | Table | FigureRef | Note | Gallery
+
+
+@dataclass(frozen=True)
+class Section:
+    """One numbered part of a report (``id`` is its HTML anchor)."""
+
+    id: str
+    title: str
+    blocks: tuple[Block, ...]
+    available: bool = True  # False: the analysis could not run; blocks hold the note why
+
+    @property
+    def figures(self) -> tuple[FigureRef, ...]:
+        out: list[FigureRef] = []
+        for block in self.blocks:
+            if isinstance(block, FigureRef):
+                out.append(block)
+            elif isinstance(block, Gallery):
+                out.extend(block.figures)
+        return tuple(out)
+
+
+def omitted(id: str, title: str, why: str) -> Section:
+    """A section whose analysis is not available, with the reason instead of content."""
+    return Section(id, title, (Note(why),), available=False)
+
+
+def figure_ref(name: str, fig: Figure, caption: str) -> FigureRef:
+    """Render ``fig`` to PNG bytes (deterministic: no software or date metadata)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
+    png = buf.getvalue()
+    # The PNG header (IHDR) holds the pixel size at bytes 16-24, big-endian.
+    width, height = struct.unpack(">II", png[16:24])
+    return FigureRef(name, caption, png, width, height)

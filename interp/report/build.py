@@ -1,0 +1,329 @@
+"""Run every analysis on a model and assemble the report (JSON content + sections).
+
+Data flows one way: (model, info, data) -> structure -> connectivity -> sweep
+and equivariance -> explanation -> attribution -> verdict, each timed. The
+JSON content is complete before any section is drawn, and the verdict reads
+only that JSON. An analysis that cannot run here (no data, an unsupported
+head) leaves its section with a note saying why, never invented content.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from interp._version import __version__
+from interp.errors import InterpError
+from interp.report import sections_arch, sections_data
+from interp.report._blocks import Section
+from interp.report._json import SCHEMA, jsonable
+from interp.report._report import Report
+from interp.report.verdict import verdict
+from interp.structure import structure
+
+DEFAULT_SAMPLES = 400
+DEFAULT_METHOD = "integrated_gradients"
+
+
+@dataclass
+class Context:
+    """Everything the section builders share; ``content`` becomes report.json."""
+
+    model: nn.Module
+    info: Any
+    x: torch.Tensor | None
+    y: torch.Tensor | None
+    classes: list[str]
+    axis: list[dict[str, Any]] | None
+    shifts: list[Any]
+    mode: str
+    method: str
+    seed: int
+    progress: bool
+    geo: Any = None
+    train_range: Any = None
+    results: dict[str, Any] = field(default_factory=dict)  # analysis objects, by section
+    notes: dict[str, str] = field(default_factory=dict)  # why a section is missing
+    content: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A local generator for one random choice; the global RNG is never touched."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+
+def default_shift_spec(input_shape: Sequence[int]) -> str:
+    """The full shift range at about 129 shifts per axis: ``-4096:4096:64`` for L = 8192.
+
+    >>> default_shift_spec((1, 8192)), default_shift_spec((1, 32, 32))
+    ('-4096:4096:64', '-16:16:2')
+    """
+    size = min(int(v) for v in input_shape[1:])
+    half = size // 2
+    step = max(1, size // (128 if len(input_shape) == 2 else 16))
+    return f"{-half}:{half}:{step}"
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Labelled examples with their provenance, as they enter ``report.json``'s ``data``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    path: str | None
+    classes: Sequence[str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sample_recipe(info: Any, samples: int, seed: int) -> Examples | None:
+    """Held-out examples from the zoo recipe in ``info.dataset``, or None without one."""
+    recipe = getattr(info, "dataset", None)
+    if recipe is None:
+        return None
+    from interp.zoo.datasets import HELD_OUT_SEED_OFFSET
+
+    # Held out from training (the recipe trains on its own seed); --seed picks the draw.
+    draw = int(recipe.seed) + HELD_OUT_SEED_OFFSET + seed
+    x, y = recipe.sample(samples, seed=draw)
+    extra = {
+        "recipe": recipe.to_dict(),
+        "sample_seed": draw,
+        "selection": f"{samples} examples drawn from the recipe, held out from training",
+    }
+    return Examples(x, y, "recipe", list(recipe.classes), extra)
+
+
+def _data(
+    info: Any, data: Any, samples: int, seed: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, Any] | None]:
+    """(x, y, JSON ``data`` entry) from explicit data, the zoo recipe, or nothing."""
+    if data is None:
+        data = sample_recipe(info, samples, seed)
+        if data is None:
+            return None, None, None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        data = Examples(data[0], data[1], None)
+    if not (hasattr(data, "x") and hasattr(data, "y")):
+        raise TypeError(f"`data` must be (x, y), a Dataset or None, got {type(data).__name__}")
+    x, y = data.x, data.y
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("`data` must hold torch tensors x (N, C, *spatial) and y (N,)")
+    classes = getattr(data, "classes", None)
+    entry: dict[str, Any] = {"path": getattr(data, "path", None),
+                             "classes": list(classes) if classes else None}  # fmt: skip
+    entry.update(getattr(data, "extra", {}))
+    n = int(x.shape[0])
+    if n > samples:
+        gen = torch.Generator().manual_seed(seed)
+        index = torch.randperm(n, generator=gen)[:samples].sort().values
+        x, y = x[index], y[index]
+        entry["selection"] = f"{samples} of {n} examples, chosen at random with seed {seed}"
+    elif "selection" not in entry:
+        entry["selection"] = f"all {n} examples"
+    return x, y, entry
+
+
+def _classes(info: Any, data_entry: dict[str, Any] | None, k: int | None) -> list[str]:
+    for names in (
+        getattr(info, "classes", None),
+        (data_entry or {}).get("classes"),
+        getattr(getattr(info, "dataset", None), "classes", None),
+    ):
+        if names and (k is None or len(names) == k):
+            return [str(c) for c in names]
+    return [str(i) for i in range(k or 0)]
+
+
+def _timed(ctx: Context, name: str, step: Callable[[Context], None]) -> None:
+    start = time.perf_counter()
+    step(ctx)
+    ctx.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def report(
+    model: nn.Module,
+    info: Any = None,
+    *,
+    data: Any = None,
+    shifts: str | Sequence[Any] | None = None,
+    mode: str = "roll",
+    method: str = DEFAULT_METHOD,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Report:
+    """Explain why ``model`` is or is not translation invariant, with every analysis.
+
+    Args:
+        model: the classifier; left unchanged (see DESIGN.md, Promises).
+        info: the ``ModelInfo`` from :func:`interp.load` (file identity, axis, recipe).
+        data: ``(x, y)`` tensors or a ``Dataset``; None uses the zoo recipe if the
+            model has one, else the report covers structure and connectivity only.
+        shifts: a spec such as ``"-3000:3000:250"`` or a list; None sweeps the full range.
+        mode: ``roll``, ``zero`` or ``edge``.
+        method: attribution method name (``interp.METHODS``).
+        samples: examples used (a seeded random subset of larger data).
+        seed: seeds every random choice (local generators only).
+        device: where the model's parameters are; data is moved there.
+        progress: a progress bar on stderr.
+
+    >>> rep = report(model, info)                 # doctest: +SKIP
+    >>> rep.verdict["translation_invariant"]      # doctest: +SKIP
+    False
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise InterpError(f"`samples` must be a positive integer, got {samples!r}")
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.device.type != torch.device(device).type:
+        raise InterpError(
+            f"`device` {device!r} but the model's parameters are on {param.device}; "
+            f"move the model with model.to({device!r}) or pass device={param.device.type!r}"
+        )
+    start = time.perf_counter()
+    x, y, data_entry = _data(info, data, samples, seed)
+    if x is not None and y is not None:
+        x, y = x.to(device), y.to(device)
+    meta = getattr(info, "meta", None) or {}
+    geo = structure(model, x[:1] if x is not None else None,
+                    input_shape=getattr(info, "input_shape", None))  # fmt: skip
+    spec = shifts if shifts is not None else default_shift_spec(geo.input_shape)
+    shift_list = _shift_list(spec, geo.spatial_dims)
+    ctx = Context(
+        model=model,
+        info=info,
+        x=x,
+        y=y,
+        classes=_classes(info, data_entry, geo.num_classes),
+        axis=meta.get("axis") if isinstance(meta.get("axis"), list) else None,
+        shifts=shift_list,
+        mode=mode,
+        method=method,
+        seed=seed,
+        progress=progress,
+        geo=geo,
+    )
+    recipe = getattr(info, "dataset", None)
+    ctx.train_range = getattr(recipe, "train_shift_range", None)
+    ctx.timings["structure"] = round(time.perf_counter() - start, 3)
+    ctx.content = _header(ctx, info, data_entry, spec, samples, device)
+    steps = [
+        ("connectivity", sections_data.run_connectivity),
+        ("shifts", sections_data.run_sweep),
+        ("equivariance", sections_data.run_equivariance),
+        ("explanation", sections_data.run_explanation),
+        ("attribution", sections_data.run_attribution),
+    ]
+    bar = _progress(len(steps), progress)
+    for name, step in steps:
+        if bar is not None:
+            bar.set_description(name)
+        _timed(ctx, name, step)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    ctx.content["verdict"] = verdict(ctx.content)
+    t_render = time.perf_counter()
+    sections = _sections(ctx)
+    ctx.timings["figures"] = round(time.perf_counter() - t_render, 3)
+    ctx.timings["total"] = round(time.perf_counter() - start, 3)
+    ctx.content["timings"] = dict(ctx.timings)
+    sections.append(sections_arch.reproducibility_section(ctx.content, ctx.timings))
+    ctx.content["sections"] = [
+        {"id": s.id, "title": s.title, "available": s.available} for s in sections
+    ]
+    name = meta.get("name") or _stem(getattr(info, "path", None)) or type(model).__name__
+    subtitle = f"{getattr(info, 'path', None) or 'in-memory model'} · interp {__version__}"
+    content = jsonable(ctx.content)
+    return Report(f"Why is {name} (not) translation invariant?", subtitle, tuple(sections),
+                  content)  # fmt: skip
+
+
+def _shift_list(spec: str | Sequence[Any], dims: int) -> list[Any]:
+    from interp.shifts import normalize_shifts, parse_shifts
+
+    if isinstance(spec, str):
+        return list(parse_shifts(spec, dims))
+    return list(normalize_shifts(spec, dims))
+
+
+def _stem(path: Any) -> str | None:
+    if not path:
+        return None
+    from pathlib import Path
+
+    return Path(str(path)).stem
+
+
+def _header(
+    ctx: Context, info: Any, data_entry: dict[str, Any] | None, spec: Any, samples: int, device: str
+) -> dict[str, Any]:
+    model_entry = info.to_dict() if info is not None and hasattr(info, "to_dict") else {
+        "path": None, "format": "in-memory", "sha256": None,
+        "parameters": sum(p.numel() for p in ctx.model.parameters()),
+    }  # fmt: skip
+    if data_entry is not None and ctx.x is not None:
+        data_entry = {
+            **data_entry,
+            "n": int(ctx.x.shape[0]),
+            "classes": ctx.classes,
+            "input_shape": list(ctx.x.shape[1:]),
+        }
+    return {
+        "schema": SCHEMA,
+        "interp_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": model_entry,
+        "data": data_entry,
+        "axis": ctx.axis,
+        "classes": ctx.classes,
+        "settings": {
+            "shifts": spec if isinstance(spec, str) else jsonable(list(spec)),
+            "mode": ctx.mode,
+            "method": ctx.method,
+            "samples": samples,
+            "seed": ctx.seed,
+            "device": device,
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": sys.platform,
+        },
+        "structure": ctx.geo.to_dict(),
+        "connectivity": None,
+        "sweep": None,
+        "equivariance": None,
+        "explanation": None,
+        "attribution": None,
+    }
+
+
+def _sections(ctx: Context) -> list[Section]:
+    return [
+        sections_arch.verdict_section(ctx.content),
+        sections_arch.architecture_section(ctx.geo, ctx.content),
+        sections_data.connectivity_section(ctx),
+        sections_data.explanation_section(ctx),
+        sections_data.shifts_section(ctx),
+        sections_data.attribution_section(ctx),
+    ]
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, unit="section", leave=False)

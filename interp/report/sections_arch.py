@@ -1,0 +1,136 @@
+"""Sections that need no data: the verdict, the architecture and reproducibility.
+
+Every sentence is generated from the report JSON or the Structure, never typed
+as a claim about a particular model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from interp.report._blocks import Bullets, Note, Paragraph, Section, Table
+from interp.structure import Structure, explain
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return " x ".join(str(v) for v in value)
+    return str(value)
+
+
+def verdict_section(content: Mapping[str, Any]) -> Section:
+    """Section 1: the verdict, its reasons and suggestions (all from ``content['verdict']``)."""
+    v = content["verdict"]
+    basis = (
+        "measured on data"
+        if v["basis"] == "measured"
+        else "decided from the architecture; no shift sweep ran"
+    )
+    blocks: list[Any] = [Paragraph(f"{v['headline']} ({basis}.)", strong=True)]
+    if v["reasons"]:
+        blocks.append(Bullets("Why", tuple(v["reasons"])))
+    if v["suggestions"]:
+        blocks.append(Bullets("What to do", tuple(v["suggestions"])))
+    else:
+        blocks.append(Paragraph("No change is needed for the shifts measured here."))
+    return Section("verdict", "Verdict", tuple(blocks))
+
+
+def architecture_section(geo: Structure, content: Mapping[str, Any]) -> Section:
+    """Section 2: the layer table and where positions collapse."""
+    rows, highlight = [], []
+    head = geo.head
+    for i, lay in enumerate(geo.layers):
+        eq = {True: "yes", False: "NO", None: "n/a"}[lay.equivariant]
+        rows.append((lay.name, lay.type, _fmt(lay.output_shape), _fmt(lay.receptive_field),
+                     _fmt(lay.stride), eq, lay.role))  # fmt: skip
+        if lay.name in (geo.collapse, head.linear) or lay.equivariant is False:
+            highlight.append(i)
+    unit = "bins" if geo.spatial_dims == 1 else "px"
+    table = Table(
+        ("layer", "type", "output shape", f"receptive field ({unit})", "stride", "equivariant",
+         "role"),
+        tuple(rows),
+        caption="Highlighted: where positions collapse and where equivariance breaks. Receptive "
+        "field and stride are in input positions; output shapes leave out the batch axis.",
+        highlight=tuple(highlight),
+    )  # fmt: skip
+    blocks: list[Any] = [Paragraph(sentence) for sentence in explain(geo)]
+    blocks.append(table)
+    blocks.append(Paragraph(_collapse_sentence(geo, content.get("axis"))))
+    return Section("architecture", "Architecture", tuple(blocks))
+
+
+def _collapse_sentence(geo: Structure, axis: Any) -> str:
+    head = geo.head
+    if geo.collapse is None:
+        return "Positions never collapse: the output keeps spatial axes."
+    collapse = geo.layer(geo.collapse)
+    text = f"Positions collapse at layer {collapse.name!r} ({collapse.type})"
+    fmap = geo.feature_map
+    if fmap is not None and fmap.receptive_field is not None and fmap.stride is not None:
+        step = ""
+        if axis and geo.spatial_dims == 1:
+            hz = float(axis[0].get("step", 1.0))
+            unit = axis[0].get("unit") or "bins"
+            step = f" ({fmap.receptive_field[0] * hz:g} {unit})"
+        n = 1
+        for p in head.positions or ():
+            n *= p
+        text += (
+            f"; the head reads layer {fmap.name!r}, {head.channels} kernels x "
+            f"{_fmt(head.positions)} positions = {head.channels * n if head.channels else '?'} "
+            f"features, where each position sees {_fmt(fmap.receptive_field)} input positions"
+            f"{step} at a stride of {_fmt(fmap.stride)}."
+        )
+    else:
+        text += "."
+    return text
+
+
+def reproducibility_section(content: Mapping[str, Any], timings: Mapping[str, float]) -> Section:
+    """Section 7: versions, model hash, data source, settings, time per section."""
+    model, data, settings = content["model"], content.get("data"), content["settings"]
+    env = content.get("environment") or {}
+    if data is None:
+        source = "none (structure and connectivity only)"
+    elif data.get("path") == "recipe":
+        recipe = data.get("recipe") or {}
+        source = (
+            f"regenerated from the zoo recipe ({recipe.get('generator')}, training seed "
+            f"{recipe.get('seed')}, draw seed {data.get('sample_seed')})"
+        )
+    else:
+        source = str(data.get("path") or "in-memory tensors")
+    rows = [
+        ("interp version", str(content["interp_version"])),
+        ("torch / python", f"{env.get('torch')} / {env.get('python')}"),
+        ("model file", str(model.get("path"))),
+        ("model format", str(model.get("format"))),
+        ("model sha256", str(model.get("sha256"))),
+        ("parameters", f"{model.get('parameters'):,}" if model.get("parameters") else "-"),
+        ("data", source),
+        ("examples", str(data.get("selection")) if data else "-"),
+        ("seed", str(settings["seed"])),
+        ("shifts", _fmt(settings["shifts"])),
+        ("shift mode", str(settings["mode"])),
+        ("attribution method", str(settings["method"])),
+        ("device", str(settings["device"])),
+        ("created", str(content.get("created"))),
+    ]
+    times = tuple((name, f"{seconds:.2f} s") for name, seconds in timings.items())
+    return Section(
+        "reproducibility",
+        "Reproducibility",
+        (
+            Table(("setting", "value"), tuple(rows)),
+            Table(("step", "time"), times, caption="Wall-clock time of each step of this run."),
+            Note(
+                "The same model file, data, settings and seed give the same report.json, "
+                "apart from `created` and `timings`."
+            ),
+        ),
+    )

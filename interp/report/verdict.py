@@ -1,0 +1,302 @@
+"""The verdict: invariant or not, why, and what to do, generated from the report JSON alone.
+
+:func:`verdict` reads only the report dict (structure, sweep, equivariance,
+axis), so every sentence it writes can be checked against numbers in
+``report.json``. The rule:
+
+- with a sweep, and a model that works at shift 0 (accuracy at least halfway
+  from chance to 100%): invariant when accuracy stays within the sweep's
+  tolerance (5 points) of its shift-0 value at every swept shift, in either
+  direction (the rule of the sweep's invariance range, applied to all shifts);
+- otherwise from structure: a positional head is not invariant by
+  construction; a pooled head is invariant up to boundary effects and
+  aliasing (to be confirmed with data); an unknown head is undecided (None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+TOLERANCE = 0.05  # accuracy points below shift 0 that still count as invariant
+ALIASING = 0.01  # relative equivariance error above which a strided layer "aliases"
+
+
+def pct(value: float) -> str:
+    """0.985 -> '98.5%'."""
+    return f"{100 * value:.1f}%"
+
+
+def _num(value: float) -> str:
+    return f"{value:+g}" if value else "0"
+
+
+def fmt_shift(shift: Any, axis: Sequence[Mapping[str, Any]] | None) -> str:
+    """A shift in the input's units: ``+3000 Hz``, ``(dy, dx) = (+8, -8) px``.
+
+    >>> fmt_shift(-3000, [{"unit": "Hz", "step": 1.0}])
+    '-3000 Hz'
+    """
+    axes = list(axis or [])
+    if isinstance(shift, (list, tuple)):
+        steps = [float(axes[i].get("step", 1.0)) if i < len(axes) else 1.0 for i in range(2)]
+        unit = (axes[0].get("unit") if axes else None) or "px"
+        values = ", ".join(_num(float(v) * st) for v, st in zip(shift, steps, strict=True))
+        return f"(dy, dx) = ({values}) {unit}"
+    step = float(axes[0].get("step", 1.0)) if axes else 1.0
+    unit = (axes[0].get("unit") if axes else None) or "bins"
+    return f"{_num(float(shift) * step)} {unit}"
+
+
+def fmt_extent(extent: float, axis: Sequence[Mapping[str, Any]] | None, dims: int) -> str:
+    """A symmetric range in the input's units: ``±3000 Hz`` (2D: on both axes)."""
+    axes = list(axis or [])
+    step = float(axes[0].get("step", 1.0)) if axes else 1.0
+    unit = (axes[0].get("unit") if axes else None) or ("px" if dims == 2 else "bins")
+    return f"±{extent * step:g} {unit}" + (" on both axes" if dims == 2 else "")
+
+
+def _size(shift: Any) -> int:
+    """|s| for 1D, max(|dy|, |dx|) for 2D."""
+    if isinstance(shift, (list, tuple)):
+        return max(abs(int(v)) for v in shift)
+    return abs(int(shift))
+
+
+def _head_reason(structure: Mapping[str, Any]) -> str | None:
+    head = structure.get("head") or {}
+    positions = "x".join(str(p) for p in head.get("positions") or [])
+    if head.get("kind") == "positional":
+        return (
+            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels x "
+            f"{positions} positions of layer {head.get('reads')!r} and gives each (kernel, "
+            "position) its own weight, with no global pooling: a shifted pattern lands on "
+            "neurons whose weights for its class were shaped only by background."
+        )
+    if head.get("kind") == "pooled":
+        how = f"global {head.get('pooling')} pooling" if head.get("pooling") else "global pooling"
+        return (
+            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels after "
+            f"{how} over the {positions} positions of layer {head.get('reads')!r}: one weight "
+            "per kernel, wherever the pattern is."
+        )
+    return None
+
+
+def _pooling_suggestion(structure: Mapping[str, Any], num_classes: Any) -> str:
+    head = structure.get("head") or {}
+    dims = int(structure.get("spatial_dims") or 1)
+    positions = "x".join(str(p) for p in head.get("positions") or [])
+    return (
+        f"Put global pooling before the head: AdaptiveMaxPool{dims}d(1) (or AvgPool) after layer "
+        f"{head.get('reads')!r}, then Linear({head.get('channels')}, {num_classes}); every one "
+        f"of the {positions} positions then shares one weight per kernel."
+    )
+
+
+def _equivariance_reasons(eq: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
+    """Sentences about where equivariance breaks and which strided layers alias."""
+    if not eq:
+        return [], []
+    reasons, suggestions = [], []
+    layers = [lay for lay in eq.get("layers") or [] if isinstance(lay, Mapping)]
+    brk = eq.get("first_break")
+    if brk:
+        last_ok = None
+        for lay in layers:
+            if lay.get("name") == brk:
+                break
+            last_ok = lay
+        err = next((lay.get("error") for lay in layers if lay.get("name") == brk), None)
+        ok = (
+            f" it holds through layer {last_ok.get('name')!r} (error {pct(last_ok['error'])})"
+            if last_ok and isinstance(last_ok.get("error"), (int, float))
+            else ""
+        )
+        at = f" (error {pct(err)})" if isinstance(err, (int, float)) else ""
+        reasons.append(f"Equivariance breaks at layer {brk!r}{at};{ok}." if ok else
+                       f"Equivariance breaks at layer {brk!r}{at}.")  # fmt: skip
+    for lay in layers:
+        alias, err = lay.get("aliasing_error"), lay.get("error")
+        if not isinstance(alias, (int, float)) or alias <= ALIASING:
+            continue
+        base = f", against {pct(err)} on multiples" if isinstance(err, (int, float)) else ""
+        stride = "x".join(str(v) for v in lay.get("stride") or []) or "?"
+        reasons.append(
+            f"Strided layer {lay.get('name')!r} ({lay.get('type')}, cumulative stride {stride}) "
+            f"aliases: {pct(alias)} relative error on shifts that are not multiples of its "
+            f"stride{base}."
+        )
+        suggestions.append(
+            f"Use anti-aliased pooling in layer {lay.get('name')!r} (blur before subsampling, "
+            f"Zhang 2019): it shows {pct(alias)} error on shifts off its stride grid."
+        )
+    return reasons, suggestions
+
+
+def _train_extent(train: Any) -> float | None:
+    """Largest |offset| of the sweep's ``train_range`` ([lo, hi] or r), or None."""
+    if isinstance(train, (int, float)) and not isinstance(train, bool):
+        return abs(float(train))
+    if isinstance(train, (list, tuple)) and len(train) == 2:
+        return max(abs(float(v)) for v in train)
+    return None
+
+
+def _range_sentence(inv: Any, axis: Any, dims: int, tol: float) -> str | None:
+    if not isinstance(inv, (list, tuple)) or len(inv) != 2:
+        return None
+    lo, hi = inv
+    if dims == 1:
+        where = f"from {fmt_shift(lo, axis)} to {fmt_shift(hi, axis)}"
+    else:
+        unit = fmt_shift(0, axis).split()[-1] if axis else "px"
+        where = (f"for dy from {lo[0]:+d} to {hi[0]:+d} (dx = 0) and dx from {lo[1]:+d} to "
+                 f"{hi[1]:+d} (dy = 0) {unit}")  # fmt: skip
+    return (
+        f"The invariance range, where accuracy stays within {tol * 100:g} points of shift 0 "
+        f"without a gap, runs {where}."
+    )
+
+
+def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The decision and sentences from the shift sweep, or None when it cannot decide."""
+    sweep = content.get("sweep")
+    if not isinstance(sweep, Mapping) or not sweep.get("accuracy"):
+        return None
+    axis = content.get("axis")
+    dims = int((content.get("structure") or {}).get("spatial_dims") or 1)
+    tol = float(sweep.get("tolerance") or TOLERANCE)
+    shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
+    i0 = min(range(len(shifts)), key=lambda i: (_size(shifts[i]), i))
+    a0, s0 = acc[i0], fmt_shift(shifts[i0], axis)
+    k = (content.get("structure") or {}).get("num_classes") or 0
+    chance = 1.0 / k if k else 0.0
+    if a0 < chance + (1.0 - chance) / 2:
+        return {"undecided": (
+            f"Accuracy at {s0} is only {pct(a0)} (chance is {pct(chance)}): the model does not "
+            "solve the task on this data, so the sweep cannot show invariance."
+        )}  # fmt: skip
+    failing = [i for i, a in enumerate(acc) if abs(a - a0) > tol + 1e-12]
+    worst = min(range(len(acc)), key=lambda i: (acc[i], _size(shifts[i]), i))
+    span = (
+        f"{len(shifts)} shifts from {fmt_shift(shifts[0], axis)} to {fmt_shift(shifts[-1], axis)}"
+    )
+    reasons, suggestions = [], []
+    if failing:
+        big = max(_size(s) for s in shifts)
+        ends = [i for i in range(len(shifts)) if _size(shifts[i]) == big]
+        at_ends = " and ".join(f"{pct(acc[i])} at {fmt_shift(shifts[i], axis)}" for i in ends[:2])
+        reasons.append(
+            f"Accuracy falls from {pct(a0)} at {s0} to {pct(acc[worst])} at "
+            f"{fmt_shift(shifts[worst], axis)} ({span}); at the largest shifts it is {at_ends}."
+        )
+        first = min(failing, key=lambda i: (_size(shifts[i]), i))
+        reach = max(_size(shifts[i]) for i in failing)
+        train = _train_extent(sweep.get("train_range"))
+        seen = (
+            f", while training only saw offsets up to {fmt_extent(train, axis, dims)}"
+            if train is not None
+            else ""
+        )
+        suggestions.append(
+            f"Augment training with random shifts over {fmt_extent(reach, axis, dims)} to cover "
+            f"the failing range: accuracy is more than {tol * 100:g} points off its shift-0 "
+            f"value from {fmt_shift(shifts[first], axis)} on{seen}."
+        )
+        sentence = _range_sentence(sweep.get("invariance_range"), axis, dims, tol)
+        if sentence:
+            reasons.append(sentence)
+    else:
+        reasons.append(
+            f"Accuracy stays within {tol * 100:g} points of its {pct(a0)} at {s0} across "
+            f"all {span} (lowest {pct(acc[worst])} at {fmt_shift(shifts[worst], axis)})."
+        )
+    consistency = sweep.get("consistency")
+    if isinstance(consistency, (int, float)):
+        reasons.append(
+            f"Two different shifts of the same input get the same predicted class "
+            f"{pct(consistency)} of the time (consistency, Zhang 2019; {sweep.get('n')} "
+            f"samples, {sweep.get('mode')} mode)."
+        )
+    return {"invariant": not failing, "reasons": reasons, "suggestions": suggestions}
+
+
+def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
+    """Decide translation invariance from a report dict; every sentence cites its numbers.
+
+    Args:
+        content: a report dict with ``structure`` and, when measured, ``sweep``,
+            ``equivariance`` and ``axis``.
+
+    Returns:
+        ``{"translation_invariant": bool | None, "basis": "measured" | "structure",
+        "headline": str, "reasons": [...], "suggestions": [...]}``.
+
+    >>> verdict({"structure": {"head": {"kind": "positional"}}})["translation_invariant"]
+    False
+    """
+    structure = content.get("structure") or {}
+    kind = (structure.get("head") or {}).get("kind", "unknown")
+    reasons: list[str] = []
+    suggestions: list[str] = []
+    measured = _measured(content)
+    head = _head_reason(structure)
+    eq_reasons, eq_suggestions = _equivariance_reasons(content.get("equivariance"))
+    if measured is not None and "undecided" not in measured:
+        invariant: bool | None = measured["invariant"]
+        basis = "measured"
+        reasons += measured["reasons"]
+    else:
+        basis = "structure"
+        invariant = {"positional": False, "pooled": True}.get(kind)
+        if measured is not None:
+            reasons.append(measured["undecided"])
+    if head:
+        reasons.append(head)
+    reasons += eq_reasons
+    if invariant is False and kind == "positional":
+        suggestions.append(_pooling_suggestion(structure, structure.get("num_classes")))
+    if measured is not None and "suggestions" in measured:
+        suggestions += measured["suggestions"]
+    suggestions += eq_suggestions
+    if basis == "structure":
+        if kind == "pooled":
+            reasons.append(
+                "Pooled heads are invariant up to boundary effects and aliasing from strided "
+                "layers; a shift sweep on data confirms it."
+            )
+        if kind == "unknown":
+            reasons.append(
+                "No Linear head reading a feature map through Flatten or global pooling was "
+                "found, so the architecture alone cannot decide."
+            )
+        if content.get("sweep") is None:
+            suggestions.append(
+                "Measure it: pass --data FILE (data=(x, y) in Python) with labelled examples "
+                "to sweep accuracy over shifts."
+            )
+    return {
+        "translation_invariant": invariant,
+        "basis": basis,
+        "headline": _headline(invariant, basis),
+        "reasons": reasons,
+        "suggestions": suggestions,
+    }
+
+
+def _headline(invariant: bool | None, basis: str) -> str:
+    if invariant is None:
+        return "Translation invariance could not be decided."
+    if basis == "measured":
+        return (
+            "The model is translation invariant over the swept shifts."
+            if invariant
+            else "The model is not translation invariant."
+        )
+    return (
+        "The model is invariant by construction, up to boundary effects and aliasing "
+        "(not yet measured)."
+        if invariant
+        else "The model is not translation invariant, by construction."
+    )
