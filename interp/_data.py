@@ -127,6 +127,8 @@ def _read_arrays(raw: bytes, label: str) -> dict[str, Any]:
         if not isinstance(obj, Mapping):
             raise InterpError(f"data file {label} holds a {type(obj).__name__}, not a dict; {fix}")
         return {str(k): v for k, v in obj.items()}
+    if kind == "zip":
+        raise InterpError(f"data file {label} is truncated or corrupt; {fix}")
     if kind in ("torchscript", "export", "safetensors"):
         raise InterpError(f"data file {label} is a model file, not data; {fix}")
     raise InterpError(f"data file {label} is not .npz or .pt data; {fix}")

@@ -390,3 +390,58 @@ def test_check_torch_refuses_old_releases():
 def test_public_api_exports_loading():
     assert interp.load is load and interp.save is save and interp.ModelInfo is ModelInfo
     assert interp.load_data is not None and interp.Dataset is not None
+
+
+# ---------------------------------------------------------------- bad model files
+
+
+def _checkpoint_bytes(tmp_path: Path) -> bytes:
+    save(tiny(), tmp_path / "good.pt")
+    return (tmp_path / "good.pt").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda d: b"", r"is empty \(0 bytes\)"),
+        (lambda d: _checkpoint_bytes(d)[:-100], "truncated or corrupt"),
+        (lambda d: _checkpoint_bytes(d)[:200], "truncated or corrupt"),
+        (lambda d: torch_bytes(tiny().state_dict(), legacy=True)[:-50], "truncated or corrupt"),
+        (lambda d: b"\x89PNG\r\n\x1a\n" + bytes(64), r"not a model file \(a PNG image\)"),
+        (lambda d: b"conv1.weight,0.1\n", r"not a model file \(text\)"),
+        (lambda d: torch_bytes(torch.zeros(3, 4)), r"a single tensor of shape \(3, 4\)"),
+        (lambda d: torch_bytes({"lr": 0.1, "n": 3}), r"non-tensor values \(keys: lr, n\)"),
+        (lambda d: torch_bytes({}), "an empty dict"),
+        (lambda d: torch_bytes([1, 2]), "holds a list"),
+        (lambda d: _npz_bytes(), r"NumPy \.npz archive \(data, not a model\)"),
+        (lambda d: b"\x80\x04K\x01.", "plain Python pickle"),
+    ],
+)  # fmt: skip
+def test_bad_model_files_get_one_clear_sentence(tmp_path: Path, make, words):
+    path = tmp_path / "model.pt"
+    path.write_bytes(make(tmp_path))
+    with pytest.raises(interp.InterpError, match=words) as err:
+        load(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def _npz_bytes() -> bytes:
+    from _files import data_arrays, npz_bytes
+
+    x, y = data_arrays()
+    return npz_bytes(x=x, y=y)
+
+
+def test_truncated_safetensors_is_refused(tmp_path: Path):
+    save_file(tiny().state_dict(), tmp_path / "w.safetensors")
+    raw = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "w.safetensors").write_bytes(raw[:-10])
+    with pytest.raises(interp.InterpError, match="truncated or corrupt safetensors"):
+        load(tmp_path / "w.safetensors", arch=make_tiny)
+
+
+def test_missing_path_and_directory(tmp_path: Path):
+    with pytest.raises(interp.InterpError, match="does not exist; check the path"):
+        load(tmp_path / "nope.pt")
+    with pytest.raises(interp.InterpError, match="is a directory"):
+        load(tmp_path)
