@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -24,6 +25,7 @@ from interp.structure import Structure, structure
 
 ENGINES = ("auto", "fast", "brute")
 _BUDGET_BYTES = 256 * 2**20  # activations of one brute-force forward, roughly
+_FAST_SAMPLES = 64  # samples per fast-engine call
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -54,24 +56,29 @@ def progress_bar(total: int | None, enabled: bool) -> Any:
 def brute_logits(
     model: nn.Module, x: torch.Tensor, shifts: list[Shift], mode: str, rows: int, bar: Any = None
 ) -> torch.Tensor:
-    """Logits (B, S, K) by running ``model`` on ``x`` (B, C, *spatial) under every shift."""
-    b = x.shape[0]
+    """Logits (B, S, K) by running ``model`` on ``x`` (B, C, *spatial) under every shift,
+    at most ``rows`` shifted inputs per forward."""
+    b = min(x.shape[0], rows)
     chunk = max(1, rows // b)
     parts = []
     with inspecting(model):
-        for start in range(0, len(shifts), chunk):
-            part = shifts[start : start + chunk]
-            xs = shift_many(x, part, mode)  # (B, Sc, C, *spatial)
-            out = model(xs.reshape(b * len(part), *x.shape[1:]))  # (B*Sc, K)
-            if not isinstance(out, torch.Tensor) or out.dim() != 2:
-                raise InterpError(
-                    "the model must return logits shaped (N, classes); got "
-                    f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
-                )
-            parts.append(out.detach().reshape(b, len(part), -1))
-            if bar is not None:
-                bar.update(b * len(part))
-    return torch.cat(parts, 1)
+        for i in range(0, x.shape[0], b):
+            xb = x[i : i + b]
+            row = []
+            for start in range(0, len(shifts), chunk):
+                part = shifts[start : start + chunk]
+                xs = shift_many(xb, part, mode)  # (b, Sc, C, *spatial)
+                out = model(xs.reshape(xb.shape[0] * len(part), *x.shape[1:]))  # (b*Sc, K)
+                if not isinstance(out, torch.Tensor) or out.dim() != 2:
+                    raise InterpError(
+                        "the model must return logits shaped (N, classes); got "
+                        f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
+                    )
+                row.append(out.detach().reshape(xb.shape[0], len(part), -1))
+                if bar is not None:
+                    bar.update(xb.shape[0] * len(part))
+            parts.append(torch.cat(row, 1))
+    return torch.cat(parts, 0)
 
 
 class LogitStream:
@@ -85,7 +92,8 @@ class LogitStream:
         batch_size: model inputs per brute-force forward; None: from the activations.
         bar: a tqdm bar or None.
 
-    ``samples`` is how many samples to pass per call so that one call is one chunk.
+    :meth:`chunks` splits a batch so that one call is one brute-force chunk, or a
+    larger piece for the fast engine (which streams within its own memory budget).
     """
 
     def __init__(
@@ -120,6 +128,15 @@ class LogitStream:
         self.reason = "brute force asked for (engine='brute')"
         self._asked = engine
         self._try_fast = engine != "brute"
+
+    def chunks(self, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, logits (b, S, K))`` over pieces of ``x`` (B, C, *spatial)."""
+        start = 0
+        while start < x.shape[0]:
+            step = _FAST_SAMPLES if self._try_fast else self.samples
+            out = self(x[start : start + step])
+            yield start, out
+            start += out.shape[0]
 
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
         """Logits (B, S, K) float on the CPU for a batch ``xb`` (B, C, *spatial)."""

@@ -88,8 +88,7 @@ def sweep_logits(
             batch_size=batch_size,
             bar=bar,
         )
-        step = run.samples
-        out = torch.cat([run(x[i : i + step]) for i in range(0, x.shape[0], step)])
+        out = torch.cat([logits for _, logits in run.chunks(x)])
     finally:
         if bar is not None:
             bar.close()
@@ -211,9 +210,8 @@ def shift_sweep_stream(
                     f"a batch of `x` has samples shaped {tuple(xb.shape[1:])} but "
                     f"the first had {run.geo.input_shape}; use one shape"
                 )
-            for i in range(0, xb.shape[0], run.samples):
-                logits = run(xb[i : i + run.samples])  # (b, S, K)
-                acc = accumulate(acc, logits, yb[i : i + run.samples])
+            for i, logits in run.chunks(xb):  # logits (b, S, K)
+                acc = accumulate(acc, logits, yb[i : i + logits.shape[0]])
     finally:
         if bar is not None:
             bar.close()
