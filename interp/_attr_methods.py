@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from captum import attr as ca
 from torch import nn
@@ -108,9 +109,11 @@ def captum_safe(model: nn.Module) -> Iterator[None]:
     guided backprop's module hooks can read an input that was overwritten. An
     in-place activation computes the same values out of place, so the flags are
     flipped for the duration and put back in ``finally`` (the weights are never
-    touched). Use inside :func:`interp._guard.inspecting`.
+    touched). Captum's gradient SHAP draws from numpy's global RNG: its state is
+    restored too, as :func:`inspecting` restores torch's. Use inside ``inspecting``.
     """
     flipped = [m for m in model.modules() if getattr(m, "inplace", None) is True]
+    np_rng = np.random.get_state()
     try:
         for module in flipped:
             module.inplace = False  # type: ignore[assignment]
@@ -119,6 +122,7 @@ def captum_safe(model: nn.Module) -> Iterator[None]:
                 warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
             yield
     finally:
+        np.random.set_state(np_rng)
         for module in flipped:
             module.inplace = True  # type: ignore[assignment]
 
