@@ -165,3 +165,11 @@ def test_bad_inputs(positional_1d):
         equivariance(positional_1d, torch.randn(1, 1, 64), [1], mode="wrap")
     with pytest.raises(InterpError, match="`layer` 'nope'"):
         equivariance(positional_1d, torch.randn(1, 1, 64), [1]).layer("nope")
+
+
+def test_equivariance_chart_marks_the_first_break(positional_1d):
+    eq = equivariance(positional_1d, torch.randn(2, 1, 64), [-2, 1, 2])
+    fig = eq.plot()
+    ticks = fig.axes[0].get_xticklabels()
+    bold = [t.get_text() for t in ticks if t.get_fontweight() == "bold"]
+    assert bold == ["5\nLinear"] and fig.axes[0].get_yscale() == "log"

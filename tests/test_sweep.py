@@ -166,9 +166,12 @@ def test_streamed_batches_equal_one_batch(positional_1d):
         positional_1d, ((x[i : i + 3], y[i : i + 3]) for i in range(0, 20, 3)), [-4, 0, 4], total=20
     )
     a, b = parts.to_dict(), whole.to_dict()
-    for key in ("mean_true_probability", "per_class_true_probability"):
-        assert str(a.pop(key)) == str(b.pop(key)) or a[key] == pytest.approx(b[key])
-    assert a == b
+    assert a.pop("mean_true_probability") == pytest.approx(b.pop("mean_true_probability"))
+    for got, want in zip(
+        a.pop("per_class_true_probability"), b.pop("per_class_true_probability"), strict=True
+    ):
+        assert got == pytest.approx(want)
+    assert a == b  # counts, accuracy, confusion and consistency are exact
 
 
 def test_to_dict_is_strict_json_with_none_for_empty_classes(positional_1d):
@@ -274,3 +277,26 @@ def test_bad_options_are_programming_errors(positional_1d):
         shift_sweep(positional_1d, x, y, [0], classes=["a", "b"])
     with pytest.raises(TypeError, match="2D shift"):
         shift_sweep(positional_1d, torch.randn(2, 1, 8, 8), y, [1])
+
+
+def test_figures_label_shifts_in_units(positional_1d, pooled_2d):
+    from matplotlib.figure import Figure
+
+    from interp.plots._style import new_figure
+
+    x, y = torch.randn(6, 1, 64), torch.tensor([0, 1, 2, 0, 1, 2])
+    axis = [{"name": "frequency", "unit": "Hz", "start": 100.0, "step": 2.5}]
+    sw = shift_sweep(positional_1d, x, y, [-4, 0, 4], axis=axis, train_range=2)
+    fig = sw.plot()
+    assert isinstance(fig, Figure) and fig.axes[0].get_xlabel() == "shift (Hz)"
+    assert list(fig.axes[0].lines[0].get_xdata()) == [-10.0, 0.0, 10.0]  # s * step
+    assert len(sw.plot_per_class().axes[0].lines) == 3
+    sw2 = shift_sweep(
+        pooled_2d,
+        torch.randn(4, 1, 12, 12),
+        torch.tensor([0, 1, 2, 3]),
+        [(dy, dx) for dy in (-1, 0, 1) for dx in (0, 2)],
+    )
+    assert len(sw2.plot().axes) == 4  # two heatmaps and their colour bars
+    fig, axes = new_figure(1, 2)
+    assert sw2.plot(ax=axes[0, 0]) is fig and sw2.plot_per_class(ax=axes[0, 1]) is fig
