@@ -8,6 +8,7 @@ from cli._common import InterpGroup
 from cli.compare_cmd import compare
 from cli.inspect_cmd import inspect
 from cli.report_cmd import report
+from cli.sweep_cmd import sweep
 from interp._version import __version__
 
 HELP = """Explain why a trained CNN is, or is not, translation invariant.
@@ -40,3 +41,4 @@ def main() -> None:
 main.add_command(inspect)
 main.add_command(report)
 main.add_command(compare)
+main.add_command(sweep)

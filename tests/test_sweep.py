@@ -300,3 +300,85 @@ def test_figures_label_shifts_in_units(positional_1d, pooled_2d):
     assert len(sw2.plot().axes) == 4  # two heatmaps and their colour bars
     fig, axes = new_figure(1, 2)
     assert sw2.plot(ax=axes[0, 0]) is fig and sw2.plot_per_class(ax=axes[0, 1]) is fig
+
+
+# --- `interp sweep` -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+def test_cli_sweep_with_data_matches_a_plain_loop(positional_1d, runner, tmp_path):
+    import numpy as np
+
+    from cli.main import main
+    from interp.loading import save
+
+    axis = [{"name": "frequency", "unit": "Hz", "start": 0.0, "step": 2.0}]
+    save(
+        positional_1d,
+        tmp_path / "m.pt",
+        meta={"classes": ["a", "b", "c"], "axis": axis, "input_shape": [1, 64]},
+    )
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(12, 1, 64, generator=gen), torch.randint(0, 3, (12,), generator=gen)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    args = [
+        "sweep",
+        str(tmp_path / "m.pt"),
+        "--data",
+        str(tmp_path / "d.npz"),
+        "--shifts",
+        "-4:4:4",
+        "--quiet",
+    ]
+    result = runner.invoke(main, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    sweep = json.loads(result.output)["sweep"]
+    with torch.no_grad():
+        expected = [
+            float((positional_1d(torch.roll(x, s, -1)).argmax(1) == y).double().mean())
+            for s in (-4, 0, 4)
+        ]
+    assert sweep["accuracy"] == pytest.approx(expected) and sweep["classes"] == ["a", "b", "c"]
+    assert sweep["shifts_units"] == [-8.0, 0.0, 8.0]
+    text = runner.invoke(main, args, catch_exceptions=False)
+    assert text.exit_code == 0 and "in units" in text.output and "-8 Hz" in text.output
+    assert "unshifted accuracy" in text.output and "consistency" in text.output
+
+
+def test_cli_sweep_draws_from_the_recipe_and_needs_data_otherwise(positional_2d, runner, tmp_path):
+    from cli.main import main
+    from interp.loading import save
+
+    recipe = {
+        "generator": "shapes",
+        "params": {"size": 12, "half_size": [2.0, 3.0], "shift_range": 1},
+        "seed": 3,
+    }
+    save(positional_2d, tmp_path / "zoo.pt", meta={"recipe": recipe, "input_shape": [1, 12, 12]})
+    result = runner.invoke(
+        main,
+        ["sweep", str(tmp_path / "zoo.pt"), "--samples", "8", "--quiet"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "held-out examples from the shapes recipe" in result.output
+    assert "dy\\dx" in result.output  # default: a (dy, dx) grid within +-size/4
+    one_axis = runner.invoke(
+        main,
+        ["sweep", str(tmp_path / "zoo.pt"), "--samples", "4", "--shifts", "x:-2:2", "--json"],
+        catch_exceptions=False,
+    )
+    assert json.loads(one_axis.output)["sweep"]["shifts"][0] == [0, -2]
+    save(positional_2d, tmp_path / "bare.pt", meta={"input_shape": [1, 12, 12]})
+    bare = runner.invoke(main, ["sweep", str(tmp_path / "bare.pt")], catch_exceptions=False)
+    assert bare.exit_code == 2 and "pass `--data FILE`" in bare.output
+    bad = runner.invoke(
+        main, ["sweep", str(tmp_path / "zoo.pt"), "--shifts", "1:2:0"], catch_exceptions=False
+    )
+    assert bad.exit_code == 2 and "never reaches" in bad.output
