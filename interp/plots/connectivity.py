@@ -1,0 +1,233 @@
+"""Figures for connectivity: weight maps with the training footprint, profiles, kernels.
+
+Every position axis is in input units: feature-map position ``j`` is drawn at
+the centre of its receptive field, converted with the axis metadata (Hz, px)
+when known. 2D figures with one panel per class make their own figure and
+refuse an ``ax``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from interp.plots._style import (
+    ACTIVATION_CMAP,
+    WEIGHT_CMAP,
+    axis_label,
+    class_colour,
+    figure_for,
+    new_figure,
+)
+
+if TYPE_CHECKING:
+    from interp.connectivity import Connectivity
+    from interp.footprint import Footprint
+    from interp.grid import Grid
+
+
+def xs(grid: Grid, dim: int = 0) -> np.ndarray:
+    """Input-unit coordinate of every feature-map position along axis ``dim``."""
+    n = grid.positions[dim]
+    return np.array([grid.to_unit(grid.to_input(j, dim), dim) for j in range(n)])
+
+
+def extent(grid: Grid, dim: int = 0) -> tuple[float, float]:
+    """Edges (half a position beyond the first and last centres) in input units."""
+    lo = grid.to_unit(grid.to_input(-0.5, dim), dim)
+    hi = grid.to_unit(grid.to_input(grid.positions[dim] - 0.5, dim), dim)
+    return lo, hi
+
+
+def label(grid: Grid, dim: int = 0) -> str:
+    """Axis title with unit, e.g. 'frequency (Hz)'."""
+    if grid.axis:
+        return axis_label(grid.axis[dim])
+    return f"input {('position', 'y', 'x')[dim + (grid.dims == 2)]} ({grid.unit(dim)})"
+
+
+def shade_span(ax: Axes, grid: Grid, lo: int, hi: int, colour: str, text: str | None) -> None:
+    """Shade feature-map positions lo..hi (1D) in input units."""
+    a = grid.to_unit(grid.to_input(lo - 0.5))
+    b = grid.to_unit(grid.to_input(hi + 0.5))
+    ax.axvspan(min(a, b), max(a, b), color=colour, alpha=0.12, lw=0, label=text)
+
+
+def box(ax: Axes, grid: Grid, lo: tuple[int, ...], hi: tuple[int, ...], colour: str) -> None:
+    """Outline feature-map box lo..hi (2D) in input units; imshow has y down."""
+    y0, y1 = (grid.to_unit(grid.to_input(v, 0), 0) for v in (lo[0] - 0.5, hi[0] + 0.5))
+    x0, x1 = (grid.to_unit(grid.to_input(v, 1), 1) for v in (lo[1] - 0.5, hi[1] + 0.5))
+    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=colour, lw=1.5, ls="--"))
+
+
+def image(ax: Axes, grid: Grid, values: torch.Tensor, cmap: str, signed: bool) -> None:
+    """(H, W) values over the 2D map in input units, with a colour bar."""
+    v = values.detach().double().numpy()
+    vmax = float(np.abs(v).max()) or 1.0
+    (y0, y1), (x0, x1) = extent(grid, 0), extent(grid, 1)
+    im = ax.imshow(v, cmap=cmap, vmin=-vmax if signed else 0.0, vmax=vmax,
+                   extent=(x0, x1, y1, y0), interpolation="nearest")  # fmt: skip
+    ax.set_xlabel(label(grid, 1))
+    ax.set_ylabel(label(grid, 0))
+    fig = ax.get_figure()
+    assert fig is not None
+    fig.colorbar(im, ax=ax, shrink=0.8)
+
+
+def plot_weight_map(conn: Connectivity, cls: int = 0, *, ax: Axes | None = None) -> Figure:
+    """Class ``cls``'s head weights per (kernel, position), training footprint overlaid.
+
+    1D: a kernel x position heatmap; the footprint interval is dashed and the
+    (kernel, position) cells the class's data activates are outlined. 2D: the
+    weights summed over kernels over (y, x), the footprint as a dashed box.
+    """
+    if conn.kind == "pooled":
+        return plot_pooled_weights(conn, ax=ax)
+    g, name = conn.grid, conn.classes[cls]
+    c = conn.per_class[cls]
+    fp = conn.footprint
+    if g.dims == 2:
+        fig, ax = figure_for(ax, width=5.0, height=4.2)
+        image(ax, g, conn.weight[cls].sum(0), WEIGHT_CMAP, signed=True)
+        if c.footprint is not None:
+            box(ax, g, *c.footprint, "black")
+        ax.set_title(f"class {name!r}: head weights summed over kernels")
+        return fig
+    fig, ax = figure_for(ax, height=3.6)
+    w = conn.weight[cls].double().numpy()  # (C, P)
+    vmax = float(np.abs(w).max()) or 1.0
+    lo, hi = extent(g)
+    im = ax.imshow(w, aspect="auto", cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax,
+                   extent=(lo, hi, w.shape[0] - 0.5, -0.5), interpolation="nearest")  # fmt: skip
+    fig.colorbar(im, ax=ax, label="weight")
+    if fp is not None and fp.counts[cls] > 0:
+        mask = fp.kernel_mask[cls].double().numpy()  # (C, P)
+        if 0 < mask.sum() < mask.size:
+            ax.contour(xs(g), np.arange(w.shape[0]), mask, levels=[0.5], colors="black",
+                       linewidths=0.6)  # fmt: skip
+    if c.footprint is not None:
+        for v in (c.footprint[0][0] - 0.5, c.footprint[1][0] + 0.5):
+            ax.axvline(g.to_unit(g.to_input(v)), color="black", ls="--", lw=1)
+    ax.set_xlabel(label(g))
+    ax.set_ylabel(f"kernel of layer {conn.reads!r}")
+    title = f"class {name!r}: head weight per (kernel, position)"
+    ax.set_title(title + ("; footprint dashed, active cells outlined" if fp else ""))
+    return fig
+
+
+def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
+    """Each class's weights summed over kernels, signed (and absolute), footprints shaded.
+
+    With ``ax`` only the signed profiles are drawn (1D). 2D: one |weight| map per class.
+    """
+    g = conn.grid
+    if g.dims == 2:
+        if ax is not None:
+            raise ValueError("2D profiles need one panel per class; call without `ax`")
+        fig, axes = new_figure(1, len(conn.classes), width=3.4 * len(conn.classes), height=3.2)
+        for k, a in enumerate(axes[0]):
+            image(a, g, conn.profile_abs[k], ACTIVATION_CMAP, signed=False)
+            if conn.per_class[k].footprint is not None:
+                box(a, g, *conn.per_class[k].footprint, "white")  # type: ignore[misc]
+            a.set_title(f"{conn.classes[k]!r}: sum |weight|")
+        return fig
+    if ax is None:
+        fig, axes = new_figure(2, 1, sharex=True)
+        panels = [(axes[0, 0], conn.profile, "sum of weights"),
+                  (axes[1, 0], conn.profile_abs, "sum of |weights|")]  # fmt: skip
+    else:
+        fig, _ = figure_for(ax)
+        panels = [(ax, conn.profile, "sum of weights")]
+    x = xs(g)
+    for a, values, ylabel in panels:
+        for k, name in enumerate(conn.classes):
+            colour = class_colour(k)
+            a.plot(x, values[k].double().numpy(), color=colour, lw=1, label=repr(name))
+            fp_box = conn.per_class[k].footprint
+            if fp_box is not None:
+                shade_span(a, g, fp_box[0][0], fp_box[1][0], colour, None)
+        a.set_ylabel(f"{ylabel} over kernels")
+        a.axhline(0, color="black", lw=0.5)
+    panels[0][0].legend(loc="upper right", fontsize="small", title="class (footprint shaded)")
+    panels[-1][0].set_xlabel(label(g))
+    panels[0][0].set_title(f"head weights per position of layer {conn.reads!r}")
+    return fig
+
+
+def plot_pooled_weights(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
+    """One weight per (class, kernel), shared by every position: grouped bars."""
+    fig, ax = figure_for(ax)
+    w = conn.weight.double().numpy()  # (K, C)
+    k_n, c_n = w.shape
+    width = 0.8 / k_n
+    for k in range(k_n):
+        ax.bar(np.arange(c_n) + (k - (k_n - 1) / 2) * width, w[k], width,
+               color=class_colour(k), label=repr(conn.classes[k]))  # fmt: skip
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xlabel(f"kernel of layer {conn.reads!r}")
+    ax.set_ylabel("weight (same at every position)")
+    ax.set_title(f"pooled head: one weight per kernel ({conn.pooling or 'pooling'} over positions)")
+    ax.legend(fontsize="small", title="class")
+    return fig
+
+
+def plot_kernels(conn: Connectivity, cls: int = 0, top: int = 4) -> Figure:
+    """The first-conv kernels class ``cls`` relies on most (its pattern detectors)."""
+    c = conn.per_class[cls]
+    chosen = list(c.top_kernels[:top])
+    fig, axes = new_figure(1, max(len(chosen), 1), width=2.6 * max(len(chosen), 1), height=2.6)
+    if conn.kernels is None:
+        ax = axes[0, 0]
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"no kernel shapes: {conn.kernels_note}", ha="center", va="center",
+                wrap=True, transform=ax.transAxes)  # fmt: skip
+        return fig
+    for a, k, score in zip(axes[0], chosen, c.kernel_scores, strict=False):
+        kern = conn.kernels[k].sum(0).double().numpy()  # (*k), summed over input channels
+        if kern.ndim == 1:
+            a.plot(np.arange(len(kern)), kern, color=class_colour(cls))
+            a.axhline(0, color="black", lw=0.5)
+            a.set_xlabel("tap (input positions)")
+        else:
+            vmax = float(np.abs(kern).max()) or 1.0
+            a.imshow(kern, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest")
+            a.set_xlabel("x (px)")
+        a.set_title(f"kernel {k} ({score:+.3g})", fontsize="small")
+    axes[0, 0].set_ylabel("conv weight")
+    fig.suptitle(f"class {conn.classes[cls]!r}: kernels ranked by {conn.top_kernels_by}")
+    return fig
+
+
+def plot_footprint(fp: Footprint, *, ax: Axes | None = None) -> Figure:
+    """Each class's above-background activation profile and its footprint interval."""
+    g = fp.grid
+    if g.dims == 2:
+        if ax is not None:
+            raise ValueError("2D footprints need one panel per class; call without `ax`")
+        fig, axes = new_figure(1, len(fp.classes), width=3.4 * len(fp.classes), height=3.2)
+        for k, a in enumerate(axes[0]):
+            image(a, g, fp.profile[k], ACTIVATION_CMAP, signed=False)
+            lo, hi = fp.lo[k], fp.hi[k]
+            if lo is not None and hi is not None:
+                box(a, g, lo, hi, "white")
+            a.set_title(f"{fp.classes[k]!r} ({fp.counts[k]} samples)")
+        return fig
+    fig, ax = figure_for(ax)
+    x = xs(g)
+    for k, name in enumerate(fp.classes):
+        prof = fp.profile[k].double().numpy()
+        peak = prof.max() or 1.0
+        ax.plot(x, prof / peak, color=class_colour(k), lw=1, label=f"{name!r} ({fp.counts[k]})")
+        lo, hi = fp.lo[k], fp.hi[k]
+        if lo is not None and hi is not None:
+            shade_span(ax, g, lo[0], hi[0], class_colour(k), None)
+    ax.set_xlabel(label(g))
+    ax.set_ylabel("activation above background\n(summed over kernels, / peak)")
+    ax.set_title("training footprint per class (shaded)")
+    ax.legend(fontsize="small", title="class (samples)")
+    return fig
