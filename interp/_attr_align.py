@@ -95,12 +95,19 @@ def similarity(
     return pearson, cosine
 
 
-def peaks(maps: torch.Tensor, dims: int) -> torch.Tensor:
-    """Position of the largest |sum over channels| of each map: (..., C, *P) -> (..., dims)."""
+def peaks(maps: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position of the largest |sum over channels| of each map, and whether it exists.
+
+    Args:
+        maps: (..., C, *P) with ``dims`` spatial axes.
+
+    Returns:
+        (..., dims) int64 positions and (...) bool: False for an all-zero map (no peak).
+    """
     profile = maps.sum(-dims - 1).abs()  # (..., *P)
-    flat = profile.flatten(-dims).argmax(-1)  # (...)
-    coords = torch.unravel_index(flat, tuple(profile.shape[-dims:]))
-    return torch.stack(coords, dim=-1)
+    flat = profile.flatten(-dims)
+    coords = torch.unravel_index(flat.argmax(-1), tuple(profile.shape[-dims:]))
+    return torch.stack(coords, dim=-1), flat.amax(-1) > 0
 
 
 def displacement(

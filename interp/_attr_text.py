@@ -47,6 +47,25 @@ def _grid(t: torch.Tensor | None) -> Any:
     return [_grid(row) for row in t]
 
 
+def _ints(t: torch.Tensor) -> Any:
+    """Whole-number float tensor -> nested ints, NaN -> None."""
+    if t.dim() == 0:
+        return None if math.isnan(float(t)) else int(t)
+    return [_ints(row) for row in t]
+
+
+def _defined(c: AttributionComparison) -> torch.Tensor:
+    """(N, S) bool: both maps have a peak."""
+    d = c.peak_displacement
+    return ~torch.isnan(d if d.dim() == 2 else d[..., 0])
+
+
+def _follow_rate(c: AttributionComparison) -> torch.Tensor:
+    """Per shift: share of samples (with a peak) whose peak follows the shift; NaN if none."""
+    ok = _defined(c)
+    return c.follows().double().sum(0) / ok.double().sum(0)
+
+
 def _shift_json(s: Any) -> Any:
     return list(s) if isinstance(s, tuple) else s
 
@@ -62,9 +81,9 @@ def to_dict(c: AttributionComparison) -> dict[str, Any]:
         "aligned_cosine": _grid(c.cosine.nanmean(0)),
         "pearson": _grid(c.pearson),
         "cosine": _grid(c.cosine),
-        "peak_displacement": _grid(c.peak_displacement),
+        "peak_displacement": _ints(c.peak_displacement),
         "peak_tolerance": c.peak_tolerance,
-        "peak_follows": _grid(c.follows().double().mean(0)),
+        "peak_follows": _grid(_follow_rate(c)),
         "target": [int(v) for v in c.target],
         "target_probability": _grid(c.target_probability.double()),
         "reference_probability": _grid(c.reference_probability.double()),
@@ -136,17 +155,20 @@ def sentences(c: AttributionComparison) -> list[str]:
     else:
         out.append("The explanation moves with the input only in part: some shifts change which "
                    "evidence the model uses.")  # fmt: skip
-    follows = c.follows()[:, moved]
+    follows, defined = c.follows()[:, moved], _defined(c)[:, moved]
     far = c.peak_displacement[:, moved].abs()
-    far = far if far.dim() == 2 else far.amax(-1)
+    far = (far if far.dim() == 2 else far.amax(-1))[defined]
     axis0 = c.axis[0] if c.axis else None
-    tol = shift_to_units([c.peak_tolerance], axis0)[0]
-    worst_far = shift_to_units([int(far.max())], axis0)[0]
-    out.append(
-        f"The attribution peak lands where the shift puts it (within {tol:g} {_unit(c)}) in "
-        f"{int(follows.sum())} of {follows.numel()} shifted maps; at worst it is "
-        f"{worst_far:g} {_unit(c)} away."
-    )
+    if far.numel():
+        tol = shift_to_units([c.peak_tolerance], axis0)[0]
+        worst_far = shift_to_units([int(far.max())], axis0)[0]
+        zero = int((~defined).sum())
+        out.append(
+            f"The attribution peak lands where the shift puts it (within {tol:g} {_unit(c)}) in "
+            f"{int(follows.sum())} of {int(defined.sum())} shifted maps; at worst it is "
+            f"{worst_far:g} {_unit(c)} away"
+            + (f" ({zero} all-zero maps have no peak)." if zero else ".")
+        )
     p_ref = float(c.reference_probability.double().mean())
     p = c.target_probability[:, moved].double().mean(0)
     low_p = int(p.argmin())

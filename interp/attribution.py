@@ -40,7 +40,8 @@ class AttributionComparison:
     Shapes: N samples, S shifts, maps ``(N, S, C, *P)`` (input-shaped, or the
     feature map for layer methods). ``pearson``/``cosine`` are NaN where a map is
     constant. ``peak_displacement`` is ``(N, S)`` (1D) or ``(N, S, 2)`` (2D), in input
-    positions: where the attribution peak landed minus where the shift should put it.
+    positions: where the attribution peak landed minus where the shift should put it
+    (NaN where a map is all zero and has no peak).
     ``relative_delta`` is ``|convergence_delta| / |f(x) - f(baseline)|``.
     """
 
@@ -56,7 +57,7 @@ class AttributionComparison:
     valid: torch.Tensor  # (S, *P) positions compared
     pearson: torch.Tensor  # (N, S) float64
     cosine: torch.Tensor  # (N, S) float64
-    peak_displacement: torch.Tensor  # (N, S) or (N, S, 2) int64
+    peak_displacement: torch.Tensor  # (N, S) or (N, S, 2) float64, NaN: an all-zero map
     peak_tolerance: int
     convergence_delta: torch.Tensor | None  # (N, S)
     relative_delta: torch.Tensor | None  # (N, S)
@@ -79,7 +80,7 @@ class AttributionComparison:
     def follows(self) -> torch.Tensor:
         """(N, S) bool: the attribution peak lands within ``peak_tolerance`` of the shift."""
         d = self.peak_displacement.abs()
-        return (d if d.dim() == 2 else d.amax(-1)) <= self.peak_tolerance
+        return (d if d.dim() == 2 else d.amax(-1)) <= self.peak_tolerance  # NaN -> False
 
     def sentences(self) -> list[str]:
         """Plain sentences about what the measured numbers say."""
@@ -226,10 +227,10 @@ def attribution_across_shifts(
         maps, frame_shifts(shifts, stride if feature else None), overlap=feature or mode != "roll"
     )
     pearson, cosine = similarity(aligned, reference, valid)
-    disp = displacement(
-        peaks(maps, dims), peaks(reference, dims), shifts, stride,
-        tuple(x0.shape[2:]) if mode == "roll" else None,
-    )  # fmt: skip
+    (peak, has), (peak_ref, has_ref) = peaks(maps, dims), peaks(reference, dims)
+    period = tuple(x0.shape[2:]) if mode == "roll" else None
+    disp = displacement(peak, peak_ref, shifts, stride, period).to(torch.float64)
+    disp[~(has & has_ref[:, None])] = torch.nan  # an all-zero map has no peak
     relative = None
     if delta is not None:
         relative = relative_delta(attr, delta)
