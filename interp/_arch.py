@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._messages import one_line
 from interp.errors import InterpError
 
 _CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
@@ -202,7 +203,8 @@ def _build_layer(item: Mapping[str, Any], where: str) -> nn.Module:
         with torch.device("meta"):  # no memory for weights until the state dict is assigned
             return cls(**args)
     except Exception as err:  # constructor checks of torch.nn: bad values in the file
-        raise InterpError(f"layer '{where}' ({type_name}) cannot be built: {err}") from None
+        why = one_line(err)
+        raise InterpError(f"layer '{where}' ({type_name}) cannot be built: {why}") from None
 
 
 def build(spec: Any, *, _prefix: str = "", _depth: int = 0) -> nn.Sequential:
@@ -230,5 +232,5 @@ def build(spec: Any, *, _prefix: str = "", _depth: int = 0) -> nn.Sequential:
         try:
             model.add_module(name, child)
         except (KeyError, TypeError) as err:
-            raise InterpError(f"layer '{where}' has a bad name: {err}") from None
+            raise InterpError(f"layer '{where}' has a bad name: {one_line(err)}") from None
     return model

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from interp import _arch
+from interp._messages import few, one_line
 from interp.errors import InterpError
 
 FORMAT = "interp.checkpoint/1"
@@ -152,7 +153,7 @@ def assign_state(model: nn.Module, state: Mapping[str, Any], label: str) -> None
     try:
         model.load_state_dict(dict(state), strict=True, assign=True)
     except Exception as err:  # dtype or device oddities in a hand-made file
-        raise InterpError(f"{label} has weights that cannot be loaded: {err}") from None
+        raise InterpError(f"{label} has weights that cannot be loaded: {one_line(err)}") from None
 
 
 def key_problems(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any]) -> str:
@@ -166,18 +167,26 @@ def key_problems(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any])
         got = given[key]
         if not isinstance(got, torch.Tensor):
             shapes.append(f"{key} is a {type(got).__name__}, not a tensor")
+        elif not plain_tensor(got) or got.is_floating_point() != value.is_floating_point():
+            shapes.append(f"{key} is a {got.dtype} {got.layout} tensor on {got.device}")
         elif tuple(got.shape) != tuple(value.shape):
             shapes.append(f"{key} is {tuple(got.shape)}, expected {tuple(value.shape)}")
     parts = []
     if missing:
-        parts.append("missing keys: " + _few(missing))
+        parts.append("missing keys: " + few(missing))
     if unexpected:
-        parts.append("unexpected keys: " + _few(unexpected))
+        parts.append("unexpected keys: " + few(unexpected))
     if shapes:
-        parts.append("wrong shapes: " + _few(shapes))
+        parts.append("wrong shapes: " + few(shapes))
     return "; ".join(parts)
 
 
-def _few(items: list[str], n: int = 3) -> str:
-    shown = ", ".join(items[:n])
-    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+def plain_tensor(t: torch.Tensor) -> bool:
+    """A dense CPU tensor with values (not sparse, quantized, nested or on meta)."""
+    return (
+        t.layout == torch.strided
+        and t.device.type == "cpu"
+        and not t.is_quantized
+        and not getattr(t, "is_nested", False)
+        and type(t) in (torch.Tensor, nn.Parameter)
+    )

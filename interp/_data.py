@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from interp import _formats
+from interp._checkpoint import plain_tensor
 from interp.errors import InterpError
 
 HUGE = 1e6  # |x| above this gets a note: models are usually trained on normalised data
@@ -113,7 +113,7 @@ def _read_arrays(raw: bytes, label: str) -> dict[str, Any]:
                     f"data file {label} holds Python objects, which could run code; {fix}"
                 ) from None
             raise InterpError(f"data file {label} is truncated or corrupt; {fix}") from None
-        except (OSError, EOFError, zipfile.BadZipFile, KeyError, TypeError, RuntimeError):
+        except Exception:  # untrusted bytes: numpy and zipfile raise many types
             raise InterpError(f"data file {label} is truncated or corrupt; {fix}") from None
     if kind in ("torch-zip", "legacy-pickle"):
         try:
@@ -136,7 +136,12 @@ def _read_arrays(raw: bytes, label: str) -> dict[str, Any]:
 
 def _as_tensor(value: Any, name: str, label: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
+        if not plain_tensor(value):
+            raise InterpError(
+                f"data file {label}: `{name}` is a {value.layout} tensor on {value.device}; "
+                "save a dense CPU tensor"
+            )
+        return value.detach()
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, (list, tuple)):

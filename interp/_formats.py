@@ -53,7 +53,7 @@ def zip_names(data: bytes) -> list[str] | None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return archive.namelist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error):
+    except Exception:  # untrusted bytes: zipfile raises many types (even NotImplementedError)
         return None
 
 
@@ -167,6 +167,39 @@ def zip_member(data: bytes, suffix: str, limit: int = 2**30) -> bytes | None:
                         raise ValueError(f"{info.filename} is larger than {limit} bytes")
                     with archive.open(info) as member:
                         return member.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, struct.error, RuntimeError) as err:
+    except ValueError:
+        raise
+    except Exception as err:  # untrusted bytes: zipfile raises many types
         raise ValueError(str(err)) from None
     return None
+
+
+_SIGNATURES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89HDF", "an HDF5 file (Keras? convert the model to PyTorch first)"),
+    (b"\x93NUMPY", "a NumPy array (data, not a model; pass it with --data)"),
+    (b"\x1f\x8b", "a gzip archive (unpack it first)"),
+)
+
+
+def not_a_model(data: bytes, label: str, kind: str) -> str:
+    if kind == "zip":
+        if zip_names(data) is None:
+            return f"{label} is a truncated or corrupt archive; save the model again"
+        return f"{label} is a zip archive but not a PyTorch file; pass a saved model"
+    if kind == "npz":
+        return f"{label} is a NumPy .npz archive (data, not a model); pass it with --data"
+    what = next((desc for magic, desc in _SIGNATURES if data.startswith(magic)), None)
+    if what is None:
+        try:
+            data[:4096].decode("utf-8")
+            what = "text"
+        except UnicodeDecodeError:
+            what = "bytes of an unknown format"
+    return (
+        f"{label} is not a model file ({what}); expected an interp checkpoint, a torch.save "
+        "file or .safetensors"
+    )

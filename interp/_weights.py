@@ -10,7 +10,6 @@ import importlib.util
 import inspect
 import os
 import sys
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ import torch
 from torch import nn
 
 from interp import _arch
-from interp._checkpoint import _few, assign_state, key_problems
+from interp._checkpoint import assign_state, key_problems
+from interp._messages import few, one_line
 from interp.errors import InterpError
 
 # Keys under which training scripts commonly nest the weights, most specific first.
@@ -28,7 +28,7 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "m
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
-def _is_state_dict(obj: Any) -> bool:
+def is_state_dict(obj: Any) -> bool:
     return (
         isinstance(obj, Mapping)
         and bool(obj)
@@ -45,9 +45,9 @@ def unwrap(obj: Any, label: str, notes: list[str]) -> Any:
     Raises:
         InterpError: several candidates and none under a usual key.
     """
-    if not isinstance(obj, Mapping) or _is_state_dict(obj):
+    if not isinstance(obj, Mapping) or is_state_dict(obj):
         return obj
-    found = [k for k, v in obj.items() if _is_state_dict(v) or isinstance(v, nn.Module)]
+    found = [k for k, v in obj.items() if is_state_dict(v) or isinstance(v, nn.Module)]
     if not found:
         return obj
     known = [k for k in _WRAPPER_KEYS if k in found]
@@ -56,7 +56,7 @@ def unwrap(obj: Any, label: str, notes: list[str]) -> Any:
         notes.append(f"took the weights from the file's {key!r} entry")
         return obj[key]
     raise InterpError(
-        f"{label} holds several models or state dicts ({_few([str(k) for k in found])}); "
+        f"{label} holds several models or state dicts ({few([str(k) for k in found])}); "
         "save the one to analyse on its own"
     )
 
@@ -184,7 +184,7 @@ def apply_arch(
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise InterpError(f"{label} does not fit `arch` {arch!r}: {err}") from None
+        raise InterpError(f"{label} does not fit `arch` {arch!r}: {one_line(err)}") from None
     return model
 
 
@@ -207,63 +207,3 @@ def rebuild_safe(obj: nn.Module, label: str) -> nn.Module:
     for name, param in model.named_parameters():
         param.requires_grad_(bool(source[name].requires_grad))
     return model
-
-
-def eager_from_script(scripted: Any, notes: list[str]) -> nn.Module:
-    """Turn a scripted Sequential of torch.nn layers back into eager layers.
-
-    TorchScript modules accept no forward hooks, so interp could not record
-    their layers. Each child whose compiled code equals that of the torch.nn layer
-    rebuilt from its attributes is replaced by that eager layer, with the same
-    weights; other children stay scripted (their insides cannot be recorded).
-    """
-    if getattr(scripted, "original_name", None) != "Sequential":
-        notes.append(
-            "TorchScript model is not a Sequential: forward hooks are unavailable, so "
-            "per-layer recording is not possible"
-        )
-        return scripted  # type: ignore[no-any-return]
-    kept: list[str] = []
-    model = _eager_sequential(scripted, "", kept)
-    notes.append("TorchScript Sequential rebuilt as eager torch.nn layers so hooks fire")
-    if kept:
-        notes.append(f"layers kept as TorchScript (no hooks inside): {_few(kept)}")
-    return model
-
-
-def _eager_sequential(scripted: Any, prefix: str, kept: list[str]) -> nn.Sequential:
-    out = nn.Sequential()
-    for name, child in scripted.named_children():
-        where = f"{prefix}.{name}" if prefix else name
-        kind = getattr(child, "original_name", "")
-        if kind == "Sequential":
-            out.add_module(name, _eager_sequential(child, where, kept))
-            continue
-        layer = _eager_layer(child, kind)
-        if layer is None:
-            kept.append(where)
-            layer = child
-        out.add_module(name, layer)
-    out.train(bool(scripted.training))
-    return out
-
-
-def _eager_layer(child: Any, kind: str) -> nn.Module | None:
-    entry = _arch.LAYERS.get(kind)
-    if entry is None:
-        return None
-    cls, names = entry
-    try:
-        args = {n: _arch._read_arg(child, n) for n in names}
-        args = {k: tuple(v) if isinstance(v, list) else v for k, v in args.items()}
-        layer = cls(**args)
-        layer.load_state_dict(child.state_dict(), strict=True)
-        with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; we only read it
-            warnings.simplefilter("ignore", DeprecationWarning)
-            code = torch.jit.script(layer).code
-        if code != child.code:  # a custom class that happens to share the name
-            return None
-    except Exception:  # attribute missing or different: keep the scripted layer
-        return None
-    layer.train(bool(child.training))
-    return layer

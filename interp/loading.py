@@ -15,11 +15,8 @@ because an attacker controls that failure. See docs/SECURITY.md.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import pickle
 import tempfile
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,22 +25,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp import _arch, _checkpoint, _formats
-from interp._checkpoint import _few
+from interp import _checkpoint, _formats
+from interp._code_archives import load_code_archive
 from interp._data import Dataset, load_data
+from interp._messages import one_line
+from interp._pickles import load_pickle
 from interp._weights import (
     apply_arch,
     describe_content,
-    eager_from_script,
+    is_state_dict,
     rebuild_safe,
     unwrap,
 )
 from interp.errors import InterpError
 
 __all__ = ["Dataset", "ModelInfo", "load", "load_data", "save"]
-
-_TRUST_FIX = "load it with --trust (trust=True in Python) only if you trust whoever made it"
-
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -203,122 +199,24 @@ def _load_model(
                 f"{'TorchScript archive' if kind == 'torchscript' else 'torch.export program'}; "
                 "drop --arch"
             )
-        return _load_code_archive(data, label, kind, trust=trust, notes=notes)
+        return load_code_archive(data, label, kind, trust=trust, notes=notes)
     if kind == "safetensors":
         state = _load_safetensors(data, label)
         model = apply_arch(state, arch, label, notes, fmt="safetensors")
         return model, "safetensors", {}, notes
     if kind in ("torch-zip", "legacy-pickle", "pickle"):
-        obj = _load_pickle(data, label, kind, trust=trust)
+        obj = load_pickle(data, label, kind, trust=trust)
         return _from_object(obj, label, trust=trust, arch=arch, notes=notes)
-    raise InterpError(_not_a_model(data, label, kind))
-
-
-def _load_pickle(data: bytes, label: str, kind: str, *, trust: bool) -> Any:
-    """Decide from the globals whether the pickle is safe, then load it exactly once."""
-    corrupt = f"{label} is truncated or corrupt; save the model again"
-    try:
-        if kind == "torch-zip":
-            member = _formats.zip_member(data, "data.pkl")
-            names = _formats.pickle_globals(member or b"")
-        else:
-            names = _formats.pickle_globals(data, count=5 if kind == "legacy-pickle" else 1)
-    except ValueError:
-        raise InterpError(corrupt) from None
-    layers = {_formats.qualified(cls) for cls in _arch.ALLOWED_CLASSES}
-    unsafe = sorted(set(names) - _formats.safe_load_globals() - layers)
-    if unsafe:
-        if not trust:
-            shown = _few(unsafe, 5)
-            raise InterpError(
-                f"{label} can run code when loaded: its pickle names {shown}; "
-                f"{_TRUST_FIX}, or re-save it with interp.save or as a state dict"
-            )
-        if kind == "pickle":  # a plain pickle.dump, not torch.save: pickle is the loader
-            try:
-                return pickle.loads(data)
-            except Exception as err:
-                raise InterpError(f"{label} could not be unpickled ({err})") from None
-        return _torch_load(data, label, weights_only=False)
-    if kind == "pickle":
-        raise InterpError(
-            f"{label} is a plain Python pickle, not a torch.save file; save the model with "
-            "interp.save(model, path) or torch.save"
-        )
-    if set(names) & layers:
-        with torch.serialization.safe_globals(list(_arch.ALLOWED_CLASSES)):
-            return _torch_load(data, label, weights_only=True)
-    return _torch_load(data, label, weights_only=True)
-
-
-def _torch_load(data: bytes, label: str, *, weights_only: bool) -> Any:
-    try:
-        return torch.load(io.BytesIO(data), weights_only=weights_only, map_location="cpu")
-    except pickle.UnpicklingError as err:
-        if weights_only:
-            raise InterpError(
-                f"{label} holds content torch refuses to load safely ({_unpickler_reason(err)}); "
-                f"{_TRUST_FIX}"
-            ) from None
-        raise InterpError(f"{label} is truncated or corrupt; save the model again") from None
-    except Exception:  # any failure reading untrusted bytes means a damaged file
-        raise InterpError(f"{label} is truncated or corrupt; save the model again") from None
-
-
-def _unpickler_reason(err: Exception) -> str:
-    """The one informative line of torch's long weights_only error."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    for i, line in enumerate(lines):
-        if "WeightsUnpickler error" in line:
-            rest = line.partition("WeightsUnpickler error:")[2].strip()
-            return (rest or (lines[i + 1] if i + 1 < len(lines) else line))[:200]
-    return lines[0][:200] if lines else type(err).__name__
+    raise InterpError(_formats.not_a_model(data, label, kind))
 
 
 def _load_safetensors(data: bytes, label: str) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
     from safetensors.torch import load as st_load
 
     try:
         return st_load(data)
-    except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError):
+    except Exception:  # untrusted bytes: SafetensorError, but also others
         raise InterpError(f"{label} is a truncated or corrupt safetensors file") from None
-
-
-def _load_code_archive(
-    data: bytes, label: str, kind: str, *, trust: bool, notes: list[str]
-) -> tuple[nn.Module, str, dict[str, Any], list[str]]:
-    if kind == "torchscript":
-        if not trust:
-            code = ", ".join(_formats.torchscript_code(data)) or "unknown modules"
-            raise InterpError(
-                f"{label} is a TorchScript archive, which runs its own code when loaded "
-                f"(code for {code}); {_TRUST_FIX}"
-            )
-        try:
-            with warnings.catch_warnings():  # deprecated in torch >= 2.10, still the loader
-                warnings.simplefilter("ignore", DeprecationWarning)
-                scripted = torch.jit.load(io.BytesIO(data), map_location="cpu")
-        except Exception as err:
-            raise InterpError(f"{label} is a damaged TorchScript archive ({err})") from None
-        return eager_from_script(scripted, notes), "torchscript", {}, notes
-    if not trust:
-        raise InterpError(
-            f"{label} is a torch.export program (.pt2), which unpickles content when loaded; "
-            f"{_TRUST_FIX}"
-        )
-    try:
-        with warnings.catch_warnings():  # torch-internal pytree FutureWarning (torch 2.13)
-            warnings.simplefilter("ignore", FutureWarning)
-            program = torch.export.load(io.BytesIO(data))
-            module = torch.export.unflatten(program)
-    except Exception as err:
-        raise InterpError(f"{label} is a damaged torch.export program ({err})") from None
-    notes.append(
-        "torch.export program unflattened so layer hooks fire; its layers are "
-        "InterpreterModules, and the batch size may be fixed at export time"
-    )
-    return module, "export", {}, notes
 
 
 def _from_object(
@@ -337,42 +235,11 @@ def _from_object(
             model = apply_arch(obj.state_dict(), arch, label, notes, fmt="pickle")
             return model, "pickle", {}, notes
         return (obj if trust else rebuild_safe(obj, label)), "pickle", {}, notes
-    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+    if is_state_dict(obj):
         return apply_arch(obj, arch, label, notes, fmt="state-dict"), "state-dict", {}, notes
     raise InterpError(
         f"{label} is not a model: it holds {describe_content(obj)}; pass a saved model, "
         "a state dict with --arch, or an interp checkpoint"
-    )
-
-
-_SIGNATURES = (
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"),
-    (b"\x89HDF", "an HDF5 file (Keras? convert the model to PyTorch first)"),
-    (b"\x93NUMPY", "a NumPy array (data, not a model; pass it with --data)"),
-    (b"\x1f\x8b", "a gzip archive (unpack it first)"),
-)
-
-
-def _not_a_model(data: bytes, label: str, kind: str) -> str:
-    if kind == "zip":
-        if _formats.zip_names(data) is None:
-            return f"{label} is a truncated or corrupt archive; save the model again"
-        return f"{label} is a zip archive but not a PyTorch file; pass a saved model"
-    if kind == "npz":
-        return f"{label} is a NumPy .npz archive (data, not a model); pass it with --data"
-    what = next((desc for magic, desc in _SIGNATURES if data.startswith(magic)), None)
-    if what is None:
-        try:
-            data[:4096].decode("utf-8")
-            what = "text"
-        except UnicodeDecodeError:
-            what = "bytes of an unknown format"
-    return (
-        f"{label} is not a model file ({what}); expected an interp checkpoint, a torch.save "
-        "file or .safetensors"
     )
 
 
@@ -391,5 +258,5 @@ def _recipe(meta: Mapping[str, Any], label: str) -> object | None:
         return None
     try:
         return recipe_from_meta(dict(meta))
-    except InterpError as err:
-        raise InterpError(f"{label} has a malformed dataset recipe: {err}") from None
+    except (InterpError, ValueError, TypeError, KeyError) as err:  # the file's meta is untrusted
+        raise InterpError(f"{label} has a malformed dataset recipe: {one_line(err)}") from None
