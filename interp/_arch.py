@@ -128,7 +128,7 @@ def describe(model: nn.Module, *, _prefix: str = "") -> list[dict[str, Any]]:
             or its arguments cannot be recovered from its attributes.
 
     >>> describe(nn.Sequential(nn.ReLU()))
-    [{'type': 'ReLU', 'args': {'inplace': False}}]
+    [{'type': 'ReLU', 'name': '0', 'args': {'inplace': False}}]
     """
     if type(model) is not nn.Sequential:
         raise InterpError(
