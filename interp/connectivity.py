@@ -148,7 +148,7 @@ class Connectivity:
             else:
                 assert c.peak_position is not None and c.centre_of_mass is not None
                 entry["peak_position"] = pos(c.peak_position)
-                entry["centre_of_mass"] = pos([_num(v) for v in c.centre_of_mass])
+                entry["centre_of_mass"] = pos(list(c.centre_of_mass))
                 entry["footprint"] = (
                     [pos(c.footprint[0]), pos(c.footprint[1])] if c.footprint else None
                 )

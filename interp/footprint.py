@@ -190,7 +190,9 @@ def _from_mean(
             box_mask(grid.positions, *box) if box else torch.zeros(grid.positions, dtype=torch.bool)
         )
         peak = dev[k].max()
-        kmasks.append(dev[k] >= FLOOR * peak if peak > 0 else torch.zeros_like(dev[k], dtype=bool))
+        kmasks.append(
+            dev[k] >= FLOOR * peak if peak > 0 else torch.zeros_like(dev[k], dtype=torch.bool)
+        )
     return Footprint(
         classes=names,
         counts=counts,

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from interp.plots._style import (
     ACTIVATION_CMAP,
@@ -79,6 +81,24 @@ def image(ax: Axes, grid: Grid, values: torch.Tensor, cmap: str, signed: bool) -
     fig.colorbar(im, ax=ax, shrink=0.8)
 
 
+def outline(ax: Axes, mask: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray) -> None:
+    """Draw the cell borders around the True cells of a (rows, cols) mask."""
+    m = np.pad(mask.astype(bool), 1)  # (R + 2, P + 2), False border
+    segments = []
+    rows, cols = np.nonzero(m[1:, 1:-1] != m[:-1, 1:-1])  # horizontal edges at y_edges[r]
+    segments += [
+        [(x_edges[c], y_edges[r]), (x_edges[c + 1], y_edges[r])]
+        for r, c in zip(rows, cols, strict=True)
+    ]
+    rows, cols = np.nonzero(m[1:-1, 1:] != m[1:-1, :-1])  # vertical edges at x_edges[c]
+    segments += [
+        [(x_edges[c], y_edges[r]), (x_edges[c], y_edges[r + 1])]
+        for r, c in zip(rows, cols, strict=True)
+    ]
+    if segments:
+        ax.add_collection(LineCollection(segments, colors="black", linewidths=0.7))
+
+
 def plot_weight_map(conn: Connectivity, cls: int = 0, *, ax: Axes | None = None) -> Figure:
     """Class ``cls``'s head weights per (kernel, position), training footprint overlaid.
 
@@ -106,10 +126,9 @@ def plot_weight_map(conn: Connectivity, cls: int = 0, *, ax: Axes | None = None)
                    extent=(lo, hi, w.shape[0] - 0.5, -0.5), interpolation="nearest")  # fmt: skip
     fig.colorbar(im, ax=ax, label="weight")
     if fp is not None and fp.counts[cls] > 0:
-        mask = fp.kernel_mask[cls].double().numpy()  # (C, P)
-        if 0 < mask.sum() < mask.size:
-            ax.contour(xs(g), np.arange(w.shape[0]), mask, levels=[0.5], colors="black",
-                       linewidths=0.6)  # fmt: skip
+        x_edges = np.array([g.to_unit(g.to_input(j - 0.5)) for j in range(w.shape[1] + 1)])
+        outline(ax, fp.kernel_mask[cls].numpy(), x_edges, np.arange(w.shape[0] + 1) - 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if c.footprint is not None:
         for v in (c.footprint[0][0] - 0.5, c.footprint[1][0] + 0.5):
             ax.axvline(g.to_unit(g.to_input(v)), color="black", ls="--", lw=1)
@@ -132,8 +151,9 @@ def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
         fig, axes = new_figure(1, len(conn.classes), width=3.4 * len(conn.classes), height=3.2)
         for k, a in enumerate(axes[0]):
             image(a, g, conn.profile_abs[k], ACTIVATION_CMAP, signed=False)
-            if conn.per_class[k].footprint is not None:
-                box(a, g, *conn.per_class[k].footprint, "white")  # type: ignore[misc]
+            fp_box = conn.per_class[k].footprint
+            if fp_box is not None:
+                box(a, g, fp_box[0], fp_box[1], "white")
             a.set_title(f"{conn.classes[k]!r}: sum |weight|")
         return fig
     if ax is None:
