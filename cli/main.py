@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli._common import InterpGroup
+from cli.attribute_cmd import attribute
 from cli.compare_cmd import compare
 from cli.inspect_cmd import inspect
 from cli.report_cmd import report
@@ -42,3 +43,4 @@ main.add_command(inspect)
 main.add_command(report)
 main.add_command(compare)
 main.add_command(sweep)
+main.add_command(attribute)

@@ -54,7 +54,10 @@ def _r(value: float) -> str:
 
 def plot_similarity(c: AttributionComparison, ax: Axes | None = None) -> Figure:
     """Mean Pearson and cosine similarity of the aligned maps with the unshifted map."""
-    fig, ax = figure_for(ax)
+    if ax is None:
+        fig, ax = figure_for(None)
+    else:  # the ax may sit in a SubFigure: draw there, return the Figure
+        fig = _root(ax.figure)
     pearson = c.pearson.double().numpy()  # (N, S)
     mean_r = c.similarity.double().numpy()
     mean_c = c.cosine.double().nanmean(0).numpy()
@@ -68,7 +71,7 @@ def plot_similarity(c: AttributionComparison, ax: Axes | None = None) -> Figure:
             uy, ux = shift_to_units(ys, _axis(c, 0)), shift_to_units(xs, _axis(c, 1))
             img = ax.imshow(grid, cmap=WEIGHT_CMAP, vmin=-1, vmax=1, origin="lower",
                             extent=(ux[0], ux[-1], uy[0], uy[-1]), aspect="auto")  # fmt: skip
-            fig.colorbar(img, ax=ax, label="mean Pearson with the unshifted map")
+            ax.figure.colorbar(img, ax=ax, label="mean Pearson with the unshifted map")
             ax.set_xlabel(shift_label(_axis(c, 1)).replace("shift", "shift x"))
             ax.set_ylabel(shift_label(_axis(c, 0)).replace("shift", "shift y"))
             ax.set_title(f"{c.method}: aligned maps versus the unshifted map")
