@@ -38,7 +38,7 @@ def top1(logits: torch.Tensor) -> torch.Tensor:
     return (logits >= top - 1e-9 * scale).to(torch.uint8).argmax(-1)
 
 
-def accumulate(acc: dict[str, Any] | None, logits: torch.Tensor, y: torch.Tensor):
+def accumulate(acc: dict[str, Any] | None, logits: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """Add one batch's counts and sums: logits (B, S, K), y (B,)."""
     b, s, k = logits.shape
     y = y.to(torch.long).cpu()

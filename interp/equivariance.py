@@ -72,7 +72,8 @@ def interior(lay: Layer, size: Sequence[int], s: Sequence[int], q: Sequence[int]
     """Bool mask (*P) of positions ``j`` of ``lay`` where ``f(T_s x)[j] = f(x)[j - q]`` must
     hold for an equivariant stack: the receptive field of ``j`` is inside the input
     (length ``size``) before and after the shift, and so is that of ``j - q``."""
-    assert lay.stride is not None and lay.offset is not None and lay.receptive_field is not None
+    if lay.stride is None or lay.offset is None or lay.receptive_field is None:
+        raise ValueError(f"layer {lay.name!r} has no positions, so no interior")
     masks = []
     for p, n, st, off, rf, sa, qa in zip(
         lay.output_shape[1:], size, lay.stride, lay.offset, lay.receptive_field, s, q, strict=True
@@ -153,6 +154,8 @@ def equivariance(
             f"{tuple(getattr(x, 'shape', ()))}"
         )
     check_mode(mode)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
     shift_list = normalize_shifts(shifts, x.dim() - 2)
     param = next(iter(model.parameters()), None)
     x = x.to(param.device if param is not None else "cpu")

@@ -12,6 +12,7 @@ from torch import nn
 
 from interp.equivariance import equivariance, interior
 from interp.errors import InterpError
+from interp.shifts import shift
 from interp.structure import structure
 
 
@@ -76,8 +77,6 @@ def test_interior_is_where_equality_holds_for_a_generic_input(mode):
     length = 41
     x = torch.randn(1, 1, length, generator=torch.Generator().manual_seed(1))
     geo = structure(model, x)
-    from interp.shifts import shift
-
     for s in (-8, -4, 4, 12):  # (s = 0 is equal everywhere, trivially)
         with torch.no_grad():
             feats, moved = [x], [shift(x, s, mode)]
