@@ -52,37 +52,84 @@ def sliding_sum(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
     return c.narrow(dim, width, n - width) - c.narrow(dim, 0, n - width)
 
 
+def take(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (n, X, L), index (S,) -> (n, S, X); a strided view when ``index`` is evenly spaced.
+
+    Dense shift ranges give evenly spaced indices, and a view costs nothing where a
+    gather along the last axis of a large map is slow.
+    """
+    s = index.shape[0]
+    if s == 1 or (s > 1 and int(index[1] - index[0]) > 0):
+        first, step = int(index[0]), int(index[1] - index[0]) if s > 1 else 1
+        if s == 1 or bool((index.diff() == step).all()):
+            return x[..., first : first + step * (s - 1) + 1 : step].transpose(1, 2)
+    return x.index_select(-1, index).transpose(1, 2)
+
+
 def _pick(scores: torch.Tensor, lag: torch.Tensor) -> torch.Tensor:
     """scores (n, X, *lags), lag (S, d) -> (n, S, X)."""
+    if lag.shape[1] == 1:
+        return take(scores, lag[:, 0])
     index = tuple(lag[:, a] for a in range(lag.shape[1]))
     return scores[(slice(None), slice(None), *index)].transpose(1, 2)
 
 
-def head_core(head: HeadPlan, level: Level, node: torch.Tensor, q: torch.Tensor):
-    """The head's share of the clean core for every shift of one phase group.
+def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, torch.Tensor]]):
+    """The head's share of the clean core for every shift, one entry per phase group.
 
     Args:
-        node: (n, C, *Lb) valid map of the group's phase.
-        q: (S, d) index in ``node`` of each shifted map's position 0.
+        groups: per phase group, its valid map (n, C, *Lb) and ``q`` (S, d): the index
+            in that map of each shifted map's position 0.
 
     Returns:
-        (n, S, K) float64 scores (positional), (n, S, C) max or float64 sums (pooled),
-        or None when the core is empty.
+        Per group: (n, S, K) float64 scores (positional), (n, S, C) maxima or float64
+        sums (pooled); or None when the core is empty.
     """
     core = level.core
     if any(b <= a for a, b in core):
-        return None
-    lag = q + torch.tensor([a for a, _ in core], device=q.device)
+        return [None for _ in groups]
+    crops, lags = [], []
+    for node, q in groups:  # only the lags these shifts need: crop the map to them
+        lag = q + torch.tensor([a for a, _ in core], device=q.device)  # (S, d)
+        first, last = lag.min(0).values.tolist(), lag.max(0).values.tolist()
+        crop = [slice(f, e + hi - lo) for f, e, (lo, hi) in zip(first, last, core, strict=True)]
+        crops.append(node[(..., *crop)])
+        lags.append(lag - torch.tensor(first, device=q.device))
     if head.kind == "positional":
         template = head.weight[(slice(None), slice(None), *_slices(core))]  # (K, C, *core)
-        return _pick(xcorr_valid(node, template), lag)
-    scores = node
-    for a, (lo, hi) in enumerate(core):
-        if head.kind == "max":
-            scores = sliding_max(scores, hi - lo, 2 + a)
-        else:
-            scores = sliding_sum(scores, hi - lo, 2 + a)
-    return _pick(scores, lag)
+        # One correlation for all groups (the template's spectrum once); zeros at the end
+        # leave the valid lags unchanged and give an FFT-friendly size.
+        size = [_smooth(max(c.shape[2 + a] for c in crops)) for a in range(len(core))]
+        pad = [[v for a in reversed(range(len(core))) for v in (0, size[a] - c.shape[2 + a])]
+               for c in crops]  # fmt: skip
+        scores = xcorr_valid(torch.cat([F.pad(c, p) for c, p in zip(crops, pad, strict=True)]),
+                             template).split([c.shape[0] for c in crops])  # fmt: skip
+        return [_pick(sc, lag) for sc, lag in zip(scores, lags, strict=True)]
+    out = []
+    for scores, lag in zip(crops, lags, strict=True):
+        for a, (lo, hi) in enumerate(core):
+            if head.kind == "max":
+                scores = sliding_max(scores, hi - lo, 2 + a)
+            else:
+                scores = sliding_sum(scores, hi - lo, 2 + a)
+        out.append(_pick(scores, lag))
+    return out
+
+
+def _smooth(n: int) -> int:
+    """The smallest 2^a 3^b 5^c >= n (FFTs of lengths with large prime factors are slow)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p3 = 1
+    while p3 < best:
+        p35 = p3
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 5
+        p3 *= 3
+    return best
 
 
 def head_finish(
@@ -91,11 +138,12 @@ def head_finish(
     """Logits (n, S, K) from the core's share and the bands (n, S, C, *box)."""
     spatial = tuple(range(3, 3 + len(level.size)))
     if head.kind == "positional":
-        w = head.weight.to(torch.float64)
         parts = [] if core is None else [core]
         for box, t in bands.items():
-            wb = w[(slice(None), slice(None), *_slices(box))]  # (K, C, *box)
-            parts.append(torch.einsum("nsc...,kc...->nsk", t.to(torch.float64), wb))
+            wb = head.weight[(slice(None), slice(None), *_slices(box))]  # (K, C, *box)
+            # (K, C * box) @ (n, C * box, S): few terms, float32 is exact enough
+            cols = t.flatten(2).transpose(1, 2)  # bands are stored shift-fastest
+            parts.append((wb.flatten(1).contiguous() @ cols).transpose(1, 2).to(torch.float64))
         total = torch.stack(parts).sum(0)
         if head.bias is not None:
             total = total + head.bias.to(torch.float64)

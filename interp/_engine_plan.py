@@ -76,6 +76,8 @@ class Op:
     ) -> torch.Tensor:
         """Apply to ``x`` (B, C, *n) with ``lo``/``hi`` padding per axis (default: none)."""
         if self.kind == "point":
+            if getattr(self.module, "inplace", False):
+                x = x.clone()  # the engine keeps some maps after the layer reads them
             return self.module.forward(x)  # type: ignore[no-any-return]  # no user hooks
         dims = len(self.kernel)
         lo = lo or (0,) * dims
@@ -118,13 +120,15 @@ class HeadPlan:
 class Level:
     """Geometry of one map of the chain (level 0 is the input).
 
-    Position ``j`` reads the input window starting at ``j*stride - offset``; the first
-    ``lo`` and last ``hi`` positions (per axis) touch padding somewhere in the chain.
+    Position ``j`` reads the input window of ``field`` positions starting at
+    ``j*stride - offset``; the first ``lo`` and last ``hi`` positions (per axis) touch
+    padding somewhere in the chain.
     """
 
     size: tuple[int, ...]
     stride: tuple[int, ...]
     offset: tuple[int, ...]
+    field: tuple[int, ...]
     lo: tuple[int, ...]
     hi: tuple[int, ...]
     channels: int
@@ -211,7 +215,8 @@ def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
 def levels(ops: list[Op], size: tuple[int, ...], channels: int) -> list[Level]:
     """Geometry of the input (level 0) and of every op's output, for input ``size``."""
     dims = len(size)
-    out = [Level(size, (1,) * dims, (0,) * dims, (0,) * dims, (0,) * dims, channels)]
+    ones, zeros = (1,) * dims, (0,) * dims
+    out = [Level(size, ones, zeros, ones, zeros, zeros, channels)]
     for op in ops:
         prev = out[-1]
         if not op.windowed:
@@ -235,9 +240,28 @@ def levels(ops: list[Op], size: tuple[int, ...], channels: int) -> list[Level]:
         stride = tuple(j * s for j, s in zip(prev.stride, op.stride, strict=True))
         offset = tuple(o + p * j for o, p, j in zip(prev.offset, op.pad_lo, prev.stride,
                                                     strict=True))  # fmt: skip
+        field = tuple(f + op.reach(a) * j for a, (f, j) in enumerate(zip(prev.field, prev.stride,
+                                                                        strict=True)))  # fmt: skip
         conv_out = getattr(op.module, "out_channels", None)
-        out.append(Level(new, stride, offset, tuple(lo), tuple(hi), conv_out or prev.channels))
+        out.append(Level(new, stride, offset, field, tuple(lo), tuple(hi),
+                         conv_out or prev.channels))  # fmt: skip
     return out
+
+
+def margins(ops: list[Op], geo: list[Level]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Input positions needed beyond each end so every map position, and every padding
+    position a layer reads, has a window inside the extended input (per axis)."""
+    dims = len(geo[0].size)
+    lo, hi = [0] * dims, [0] * dims
+    for i, lv in enumerate(geo):
+        op = ops[i] if i < len(ops) else None
+        for a in range(dims):
+            before = op.pad_lo[a] if op is not None and op.windowed else 0
+            after = op.pad_hi[a] if op is not None and op.windowed else 0
+            lo[a] = max(lo[a], lv.offset[a] + before * lv.stride[a])
+            end = (lv.size[a] - 1 + after) * lv.stride[a] - lv.offset[a] + lv.field[a]
+            hi[a] = max(hi[a], end - geo[0].size[a])
+    return tuple(lo), tuple(hi)
 
 
 def band_boxes(level: Level) -> list[tuple[tuple[int, int], ...]]:
