@@ -106,7 +106,9 @@ def peaks(maps: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
     """
     profile = maps.sum(-dims - 1).abs()  # (..., *P)
     flat = profile.flatten(-dims)
-    coords = torch.unravel_index(flat.argmax(-1), tuple(profile.shape[-dims:]))
+    index = flat.argmax(-1)
+    width = profile.shape[-1]
+    coords = [index] if dims == 1 else [index // width, index % width]
     return torch.stack(coords, dim=-1), flat.amax(-1) > 0
 
 

@@ -82,3 +82,39 @@ def relative_delta(attr: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     gap = attr.flatten(1).sum(1).to(torch.float64) - delta.to(torch.float64)
     rel = delta.to(torch.float64).abs() / gap.abs()
     return torch.where(gap.abs() > 1e-6, rel, torch.nan)
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(B, K) logits of ``x`` (B, C, *S), ``chunk`` rows at a time, without autograd."""
+    with torch.no_grad():
+        return torch.cat([model(part) for part in x.split(max(1, chunk))])
+
+
+def convergence_delta(
+    model: nn.Module,
+    attr: torch.Tensor,
+    x_logits: torch.Tensor,
+    target: torch.Tensor,
+    baselines: Any,
+    input_shape: tuple[int, ...],
+    chunk: int,
+) -> torch.Tensor:
+    """``sum(attr) - (f(x) - f(baseline))`` per row, as Captum's ``compute_convergence_delta``.
+
+    ``f`` is the target logit; ``f(x)`` comes from logits already computed, and a
+    number or a single baseline is run once instead of once per row.
+
+    Args:
+        attr: (B, ...) attributions; x_logits: (B, K); target: (B,);
+        baselines: a number or a (1 or B, C, *S) tensor; input_shape: (C, *S).
+
+    Returns:
+        (B,) in the dtype of ``attr``.
+    """
+    if not isinstance(baselines, torch.Tensor):
+        baselines = torch.full((1, *input_shape), float(baselines), dtype=attr.dtype,
+                               device=attr.device)  # fmt: skip
+    base_logits = logits_of(model, baselines, chunk)  # (1 or B, K)
+    f_b = base_logits.expand(len(target), -1).gather(1, target[:, None])[:, 0]
+    f_x = x_logits.gather(1, target[:, None])[:, 0]
+    return attr.flatten(1).sum(1) - (f_x - f_b)

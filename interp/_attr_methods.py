@@ -129,16 +129,14 @@ def captum_safe(model: nn.Module) -> Iterator[None]:
 
 def run(
     method: Method, model: nn.Module, x: torch.Tensor, target: torch.Tensor, opts: dict[str, Any]
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> torch.Tensor:
     """Attribute ``x`` (B, C, *S) for ``target`` (B,), ``opts["chunk"]`` inputs per Captum call.
 
     Returns:
-        the map ((B, C, *S), (B, 1, *S) for Grad-CAM, or (B, C', *P) for layer
-        methods) and the convergence delta (B,) for complete methods, else None.
+        the map: (B, C, *S), (B, 1, *S) for Grad-CAM, or (B, C', *P) for layer methods.
     """
     chunk = int(opts["chunk"])
     maps: list[torch.Tensor] = []
-    deltas: list[torch.Tensor] = []
     for start in range(0, x.shape[0], chunk):
         rows = slice(start, start + chunk)
         part = dict(opts)
@@ -146,14 +144,11 @@ def run(
         if isinstance(base, torch.Tensor) and method.name != "gradient_shap" and base.shape[0] > 1:
             part["baselines"] = base[rows]
         try:
-            attr, delta = _RUNNERS[method.name](model, x[rows], target[rows], part)
+            attr = _RUNNERS[method.name](model, x[rows], target[rows], part)
         except RuntimeError as err:
             raise _explain_failure(method, err) from err
         maps.append(attr.detach())
-        if delta is not None:
-            deltas.append(delta.detach().reshape(-1))
-    out = maps[0] if len(maps) == 1 else torch.cat(maps)
-    return out, (torch.cat(deltas) if deltas else None)
+    return maps[0] if len(maps) == 1 else torch.cat(maps)
 
 
 def _explain_failure(method: Method, err: RuntimeError) -> Exception:
@@ -167,20 +162,15 @@ def _explain_failure(method: Method, err: RuntimeError) -> Exception:
     return err
 
 
-def _nt(algo: Any, x: torch.Tensor, kw: dict[str, Any], o: dict[str, Any], delta: bool
-        ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+def _nt(algo: Any, x: torch.Tensor, kw: dict[str, Any], o: dict[str, Any]) -> torch.Tensor:
     """Call ``algo`` directly, or through Captum's NoiseTunnel when asked."""
     if o.get("noise_tunnel"):
         tunnel = ca.NoiseTunnel(algo)
-        attr = tunnel.attribute(
+        return tunnel.attribute(
             x, nt_type=o["noise_tunnel"], nt_samples=o["nt_samples"], stdevs=o["nt_stdevs"],
             nt_samples_batch_size=o["nt_samples_batch_size"], **kw,
         )  # fmt: skip
-        return attr, None
-    if delta:
-        attr, d = algo.attribute(x, **kw, return_convergence_delta=True)
-        return attr, d
-    return algo.attribute(x, **kw), None
+    return algo.attribute(x, **kw)
 
 
 def _path_kw(o: dict[str, Any]) -> dict[str, Any]:
@@ -194,66 +184,61 @@ def _path_kw(o: dict[str, Any]) -> dict[str, Any]:
 
 def _integrated_gradients(model, x, t, o):
     kw = {"target": t, **_path_kw(o)}
-    return _nt(ca.IntegratedGradients(model), x, kw, o, delta=True)
+    return _nt(ca.IntegratedGradients(model), x, kw, o)
 
 
 def _saliency(model, x, t, o):
-    return _nt(ca.Saliency(model), x, {"target": t, "abs": o["abs"]}, o, delta=False)
+    return _nt(ca.Saliency(model), x, {"target": t, "abs": o["abs"]}, o)
 
 
 def _input_x_gradient(model, x, t, o):
-    return _nt(ca.InputXGradient(model), x, {"target": t}, o, delta=False)
+    return _nt(ca.InputXGradient(model), x, {"target": t}, o)
 
 
 def _deeplift(model, x, t, o):
     algo = ca.DeepLift(model, eps=o["eps"])
-    return _nt(algo, x, {"target": t, "baselines": o["baselines"]}, o, delta=True)
+    return _nt(algo, x, {"target": t, "baselines": o["baselines"]}, o)
 
 
 def _gradient_shap(model, x, t, o):
     kw = {"target": t, "baselines": o["baselines"], "n_samples": o["n_samples"],
           "stdevs": o["stdevs"]}  # fmt: skip
-    return _nt(ca.GradientShap(model), x, kw, o, delta=False)
+    return _nt(ca.GradientShap(model), x, kw, o)
 
 
 def _occlusion(model, x, t, o):
     kw = {"target": t, "sliding_window_shapes": o["window"], "strides": o["strides"],
           "baselines": o["baselines"], "perturbations_per_eval": o["perturbations_per_eval"],
           }  # fmt: skip
-    return _nt(ca.Occlusion(model), x, kw, o, delta=False)
+    return _nt(ca.Occlusion(model), x, kw, o)
 
 
 def _guided_backprop(model, x, t, o):
-    return _nt(ca.GuidedBackprop(model), x, {"target": t}, o, delta=False)
+    return _nt(ca.GuidedBackprop(model), x, {"target": t}, o)
 
 
 def _layer_gradcam(model, x, t, o):
     algo = ca.LayerGradCam(model, o["layer_module"])
     cam = algo.attribute(x, target=t, relu_attributions=o["relu_attributions"])  # (B, 1, *P)
-    return upsample(cam, o["geometry"], tuple(x.shape[2:])), None
+    return upsample(cam, o["geometry"], tuple(x.shape[2:]))
 
 
 def _layer_integrated_gradients(model, x, t, o):
     algo = ca.LayerIntegratedGradients(model, o["layer_module"])
-    attr, d = algo.attribute(x, target=t, **_path_kw(o), return_convergence_delta=True)
-    return attr, d
+    return algo.attribute(x, target=t, **_path_kw(o))
 
 
 def _layer_conductance(model, x, t, o):
     algo = ca.LayerConductance(model, o["layer_module"])
-    attr, d = algo.attribute(x, target=t, **_path_kw(o), return_convergence_delta=True)
-    return attr, d
+    return algo.attribute(x, target=t, **_path_kw(o))
 
 
 def _neuron_conductance(model, x, t, o):
     algo = ca.NeuronConductance(model, o["layer_module"])
-    attr = algo.attribute(x, neuron_selector=o["neuron"], target=t, **_path_kw(o))
-    return attr, None
+    return algo.attribute(x, neuron_selector=o["neuron"], target=t, **_path_kw(o))
 
 
-_RUNNERS: dict[str, Callable[..., tuple[torch.Tensor, torch.Tensor | None]]] = {
-    name: globals()[f"_{name}"] for name in METHODS
-}
+_RUNNERS: dict[str, Callable[..., torch.Tensor]] = {name: globals()[f"_{name}"] for name in METHODS}
 
 
 Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]

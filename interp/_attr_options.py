@@ -186,7 +186,11 @@ def _neuron(o: dict[str, Any], model: nn.Module, x: torch.Tensor, target: torch.
     if weights is not None and o["layer"] == geo.head.reads and geo.head.kind == "positional":
         score = act * weights[int(target[0])].to(act)
     flat = int(torch.argmax(score))
-    return tuple(int(v) for v in torch.unravel_index(torch.tensor(flat), score.shape))
+    out = []
+    for size in reversed(score.shape):  # row-major unravel
+        flat, rest = divmod(flat, int(size))
+        out.append(rest)
+    return tuple(reversed(out))
 
 
 def head_weights(model: nn.Module, geo: Structure) -> torch.Tensor | None:

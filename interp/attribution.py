@@ -19,7 +19,15 @@ import torch
 from torch import nn
 
 from interp._attr_align import align, displacement, frame_shifts, peaks, similarity
-from interp._attr_checks import check_inputs, check_targets, nanmean, relative_delta, warn_delta
+from interp._attr_checks import (
+    check_inputs,
+    check_targets,
+    convergence_delta,
+    logits_of,
+    nanmean,
+    relative_delta,
+    warn_delta,
+)
 from interp._attr_methods import METHODS, Method, captum_safe, get_method, run
 from interp._attr_options import head_weights, resolve, settings
 from interp._guard import inspecting
@@ -149,9 +157,12 @@ def attribute(
     with inspecting(model, grad=True), captum_safe(model):
         t = check_targets(model, x0, target, geo)
         opts = resolve(spec, model, x0, t, geo, options)
-        attr, delta = run(spec, model, x0, t, opts)
-    if delta is not None:
-        warn_delta(spec, relative_delta(attr, delta), opts.get("n_steps"))
+        attr = run(spec, model, x0, t, opts)
+        if spec.complete and not opts.get("noise_tunnel"):
+            logits = logits_of(model, x0, opts["chunk"])
+            delta = convergence_delta(model, attr, logits, t, opts["baselines"],
+                                      tuple(x0.shape[1:]), opts["chunk"])  # fmt: skip
+            warn_delta(spec, relative_delta(attr, delta), opts.get("n_steps"))
     return attr
 
 
@@ -205,13 +216,13 @@ def attribution_across_shifts(
         if isinstance(base, torch.Tensor) and spec.name != "gradient_shap":
             opts["baselines"] = shift_many(base.expand_as(x0), run_shifts, mode).flatten(0, 1)
         t_run = t.repeat_interleave(s_run)  # (N*S',)
-        attr, delta = run(spec, model, batch, t_run, opts)
-        with torch.no_grad():
-            probs = torch.cat([
-                model(part).softmax(1).gather(1, tp[:, None])[:, 0]
-                for part, tp in zip(batch.split(opts["chunk"]), t_run.split(opts["chunk"]),
-                                    strict=True)
-            ])  # fmt: skip
+        attr = run(spec, model, batch, t_run, opts)
+        logits = logits_of(model, batch, opts["chunk"])  # (N*S', K)
+        delta = None
+        if spec.complete and not opts.get("noise_tunnel"):
+            delta = convergence_delta(model, attr, logits, t_run, opts["baselines"],
+                                      tuple(x0.shape[1:]), opts["chunk"])  # fmt: skip
+    probs = logits.softmax(1).gather(1, t_run[:, None])[:, 0]
     ref, kept = run_shifts.index(zero), len(shifts)
 
     def split(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
