@@ -178,13 +178,19 @@ def _op(name: str, module: nn.Module, dims: int) -> Op:
 def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
     """The chain of trunk ops up to ``geo.head.reads`` and the head, or Unsupported."""
     head = geo.head
-    if head.kind == "unknown" or not head.exact or head.reads is None or head.linear is None:
+    kind = head.kind
+    if kind == "pooled" and head.pooling is None and set(head.positions or ()) == {1}:
+        # Flatten of a one-position map: structure cannot tell a pooling from a
+        # positional read here, and both are the same; the spot check confirms it.
+        kind = "positional"
+    elif kind == "unknown" or not head.exact or head.reads is None or head.linear is None:
         raise Unsupported(
             f"the head is {head.kind!r}, not an exact Flatten -> Linear or global pooling -> "
             "Linear reading a feature map"
         )
     names = [lay.name for lay in geo.layers]
     modules = dict(model.named_modules())
+    assert head.reads is not None and head.linear is not None
     i_reads = names.index(head.reads)
     i_linear = len(names) - 1 - names[::-1].index(head.linear)
     if i_linear != len(names) - 1 or i_reads > i_linear:
@@ -195,7 +201,7 @@ def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
     pools = [m for m in between if isinstance(m, (*_GLOBAL, *_MAXPOOL.values(),
                                                   *_AVGPOOL.values()))]  # fmt: skip
     others = [m for m in between if not isinstance(m, IDENTITY_IN_EVAL) and m not in pools]
-    expected_pools = 0 if head.kind == "positional" else 1
+    expected_pools = 0 if kind == "positional" else 1
     if others or len(pools) > expected_pools:
         kinds = ", ".join(type(m).__name__ for m in [*others, *pools])
         raise Unsupported(f"layers between the feature map and the head Linear: {kinds}")
@@ -203,7 +209,7 @@ def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
     assert isinstance(linear, nn.Linear)  # structure found it as the head Linear
     weight = linear.weight.detach()
     bias = None if linear.bias is None else linear.bias.detach()
-    if head.kind == "positional":
+    if kind == "positional":
         assert head.channels is not None and head.positions is not None
         return ops, HeadPlan("positional", weight.reshape(-1, head.channels, *head.positions),
                              bias)  # fmt: skip
