@@ -37,6 +37,7 @@ from interp._engine_plan import (
     Op,
     Unsupported,
     band_boxes,
+    ix,
     levels,
     make_plan,
     margins,
@@ -176,10 +177,10 @@ def _children(op: Op, parent: torch.Tensor, kids: dict[Phase, tuple[int, ...]],
         every *= s
     if every > 1 and len(kids) == every:
         full = _valid(replace(op, stride=(1,) * len(op.stride)), parent, channels)
-        return {r: full[(..., *(slice(v, None, s) for v, s in zip(start, op.stride,
+        return {r: full[ix(..., *(slice(v, None, s) for v, s in zip(start, op.stride,
                                                                   strict=True)))].contiguous()
                 for r, start in kids.items()}  # fmt: skip
-    return {r: _valid(op, parent[(..., *(slice(v, None) for v in start))], channels)
+    return {r: _valid(op, parent[ix(..., *(slice(v, None) for v in start))], channels)
             for r, start in kids.items()}  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from interp._engine_head import take
-from interp._engine_plan import Level, Op, band_boxes
+from interp._engine_plan import Level, Op, band_boxes, ix
 
 Box = tuple[tuple[int, int], ...]
 Bands = dict[Box, torch.Tensor]
@@ -125,7 +125,7 @@ def _linear(op: Op, base: torch.Tensor, delta: torch.Tensor, taps: tuple[int, ..
     m = op.module
     if op.kind == "conv":
         groups = m.groups
-        w = m.weight[:, :, list(taps)]  # (C_out, C_in / groups, taps)
+        w = m.weight[:, :, list(taps)]  # type: ignore[index]  # (C_out, C_in / groups, taps)
         if groups == 1:  # (n, S, C_in * taps) @ (C_in * taps, C_out)
             d, w = delta.flatten(-2), w.permute(1, 2, 0).flatten(0, 1)
             if d.shape[-1] > 8:
@@ -209,11 +209,11 @@ def materialize(node: torch.Tensor, q: torch.Tensor, level: Level, bands: Bands,
         inter = tuple((max(a, c), min(b, d)) for (a, b), (c, d) in zip(box, src_box, strict=True))
         if any(b <= a for a, b in inter):
             continue
-        dst = (..., *(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(inter, box, strict=True)))
+        dst = ix(..., *(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(inter, box, strict=True)))
         if values is None:  # clean positions: a window of the valid map at lag q
             out[dst] = gather(node, q, inter)
         else:
-            out[dst] = values[(..., *(slice(a - c, b - c) for (a, b), (c, _) in
+            out[dst] = values[ix(..., *(slice(a - c, b - c) for (a, b), (c, _) in
                                       zip(inter, src_box, strict=True)))]  # fmt: skip
     return out
 
@@ -224,4 +224,4 @@ def gather(node: torch.Tensor, q: torch.Tensor, box: Box) -> torch.Tensor:
     for a, (lo, hi) in enumerate(box):
         view = view.unfold(2 + a, hi - lo, 1)  # (n, C, *starts, *widths)
     index = tuple(q[:, a] + box[a][0] for a in range(q.shape[1]))
-    return view[(slice(None), slice(None), *index)].movedim(2, 1)
+    return view[ix(slice(None), slice(None), *index)].movedim(2, 1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from interp._engine_plan import HeadPlan, Level
+from interp._engine_plan import HeadPlan, Level, ix
 from interp._xcorr import xcorr_valid
 
 Box = tuple[tuple[int, int], ...]
@@ -71,7 +71,7 @@ def _pick(scores: torch.Tensor, lag: torch.Tensor) -> torch.Tensor:
     if lag.shape[1] == 1:
         return take(scores, lag[:, 0])
     index = tuple(lag[:, a] for a in range(lag.shape[1]))
-    return scores[(slice(None), slice(None), *index)].transpose(1, 2)
+    return scores[ix(slice(None), slice(None), *index)].transpose(1, 2)
 
 
 def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, torch.Tensor]]):
@@ -93,10 +93,10 @@ def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, to
         lag = q + torch.tensor([a for a, _ in core], device=q.device)  # (S, d)
         first, last = lag.min(0).values.tolist(), lag.max(0).values.tolist()
         crop = [slice(f, e + hi - lo) for f, e, (lo, hi) in zip(first, last, core, strict=True)]
-        crops.append(node[(..., *crop)])
+        crops.append(node[ix(..., *crop)])
         lags.append(lag - torch.tensor(first, device=q.device))
     if head.kind == "positional":
-        template = head.weight[(slice(None), slice(None), *_slices(core))]  # (K, C, *core)
+        template = head.weight[ix(slice(None), slice(None), *_slices(core))]  # (K, C, *core)
         # One correlation for all groups (the template's spectrum once); zeros at the end
         # leave the valid lags unchanged and give an FFT-friendly size.
         size = [_smooth(max(c.shape[2 + a] for c in crops)) for a in range(len(core))]
@@ -140,7 +140,7 @@ def head_finish(
     if head.kind == "positional":
         parts = [] if core is None else [core]
         for box, t in bands.items():
-            wb = head.weight[(slice(None), slice(None), *_slices(box))]  # (K, C, *box)
+            wb = head.weight[ix(slice(None), slice(None), *_slices(box))]  # (K, C, *box)
             # (K, C * box) @ (n, C * box, S): few terms, float32 is exact enough
             cols = t.flatten(2).transpose(1, 2)  # bands are stored shift-fastest
             parts.append((wb.flatten(1).contiguous() @ cols).transpose(1, 2).to(torch.float64))

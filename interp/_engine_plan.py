@@ -11,6 +11,7 @@ at each end are "dirty" (their windows reach some layer's padding).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,11 @@ _POINTWISE = (
     nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.Dropout1d,
     nn.Dropout2d, nn.AlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d,
 )  # fmt: skip
+
+
+def ix(*parts: Any) -> tuple[Any, ...]:
+    """An index tuple built from slices and tensors (typed for mypy)."""
+    return parts
 
 
 def _ntuple(value: object, n: int) -> tuple[int, ...]:
@@ -88,7 +94,7 @@ class Op:
         if self.kind == "conv":
             conv = F.conv1d if dims == 1 else F.conv2d
             xp = F.pad(x, pad) if padded else x
-            return conv(xp, m.weight, m.bias, self.stride, 0, self.dilation, m.groups)  # type: ignore[arg-type]
+            return conv(xp, m.weight, m.bias, self.stride, 0, self.dilation, m.groups)  # type: ignore[call-overload,arg-type,no-any-return]
         if self.kind == "max":
             pool = F.max_pool1d if dims == 1 else F.max_pool2d
             xp = F.pad(x, pad, value=float("-inf")) if padded else x  # max pooling ignores padding
@@ -102,8 +108,10 @@ class Op:
         if padded and not m.count_include_pad and getattr(m, "divisor_override", None) is None:
             # Divide by the number of real (unpadded) inputs in each window instead of k.
             ones = F.pad(torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device), pad)
-            pool = F.avg_pool1d if dims == 1 else F.avg_pool2d
-            out = out / pool(ones, self.kernel, self.stride, 0)  # type: ignore[arg-type]
+            if dims == 1:
+                out = out / F.avg_pool1d(ones, self.kernel, self.stride, 0)  # type: ignore[arg-type]
+            else:
+                out = out / F.avg_pool2d(ones, self.kernel, self.stride, 0)  # type: ignore[arg-type]
         return out
 
 
