@@ -13,7 +13,7 @@ from torch import nn
 from interp.equivariance import equivariance, interior
 from interp.errors import InterpError
 from interp.shifts import shift
-from interp.structure import structure
+from interp.structure import strided_layers, structure
 
 
 def circular_1d() -> nn.Sequential:
@@ -172,3 +172,43 @@ def test_equivariance_chart_marks_the_first_break(positional_1d):
     ticks = fig.axes[0].get_xticklabels()
     bold = [t.get_text() for t in ticks if t.get_fontweight() == "bold"]
     assert bold == ["5\nLinear"] and fig.axes[0].get_yscale() == "log"
+
+
+# --- shipped models (trained/) -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_seed_cnn_breaks_at_its_linear_and_seed_gap_only_aliases():
+    from pathlib import Path
+
+    from interp.loading import load
+
+    trained = Path(__file__).resolve().parents[1] / "trained"
+    model, info = load(trained / "seed_cnn.pt")
+    x, _ = info.dataset.sample(8, seed=11)
+    geo = structure(model, x)
+    eq = equivariance(model, x, [-500, -250, 250, 500, 251], structure=geo)
+    assert eq.first_break == geo.head.linear
+    assert all(lay.interior_error < 1e-4 for lay in eq.layers if lay.positions)
+    gap, _ = load(trained / "seed_gap.pt")
+    eq = equivariance(gap, x, [-250, 250, -3, 251])
+    assert eq.first_break is None
+    assert eq.aliasing_layers == tuple(lay.name for lay in strided_layers(structure(gap, x)))
+
+
+@pytest.mark.slow
+def test_shapes_cnn_breaks_at_its_linear_and_shapes_gap_aliases_at_both_pools():
+    from pathlib import Path
+
+    from interp.loading import load
+
+    trained = Path(__file__).resolve().parents[1] / "trained"
+    shifts = [(0, 4), (4, -4), (1, 0), (2, 3)]
+    model, info = load(trained / "shapes_cnn.pt")
+    x, _ = info.dataset.sample(8, seed=13)
+    eq = equivariance(model, x, shifts)
+    assert eq.first_break == structure(model, x).head.linear
+    gap, _ = load(trained / "shapes_gap.pt")
+    eq = equivariance(gap, x, shifts)
+    strided = tuple(lay.name for lay in strided_layers(structure(gap, x)))
+    assert eq.first_break is None and len(strided) == 2 and eq.aliasing_layers == strided

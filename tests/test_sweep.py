@@ -382,3 +382,24 @@ def test_cli_sweep_draws_from_the_recipe_and_needs_data_otherwise(positional_2d,
         main, ["sweep", str(tmp_path / "zoo.pt"), "--shifts", "1:2:0"], catch_exceptions=False
     )
     assert bad.exit_code == 2 and "never reaches" in bad.output
+
+
+@pytest.mark.slow
+def test_seed_cnn_loses_shifted_patterns_that_seed_gap_keeps():
+    from pathlib import Path
+
+    from interp.loading import load
+
+    trained = Path(__file__).resolve().parents[1] / "trained"
+    shifts = [-2000, -1000, 0, 1000, 2000]
+    ranges = {}
+    for name in ("seed_cnn", "seed_gap"):
+        model, info = load(trained / f"{name}.pt")
+        x, y = info.dataset.sample(64, seed=12)
+        sw = shift_sweep(model, x, y, shifts, train_range=info.dataset.train_shift_range)
+        assert sw.unshifted_accuracy >= 0.9, name
+        ranges[name] = sw.invariance_range
+        if name == "seed_cnn":  # the pattern lands on positions never trained for it
+            assert max(sw.accuracy[0], sw.accuracy[-1]) < 0.6
+    assert ranges["seed_gap"] == (-2000, 2000)
+    assert ranges["seed_cnn"][1] - ranges["seed_cnn"][0] < 4000
