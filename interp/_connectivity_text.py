@@ -58,8 +58,8 @@ def class_sentences(conn: Connectivity) -> list[str]:
             out.append(s + ".")
             if c.outside_in_init is not None:
                 out.append(
-                    f"Outside the footprint the training data of {c.name!r} moved no activation "
-                    "away from background, so those weights were shaped only by background; "
+                    f"Outside the footprint the training data of {c.name!r} left the activations "
+                    "at background level, so those weights were shaped only by background; "
                     f"{c.outside_in_init:.0%} of them are still within PyTorch's default "
                     f"initialisation range ({bound}). A pattern shifted there meets them."
                 )

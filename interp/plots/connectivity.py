@@ -53,6 +53,22 @@ def label(grid: Grid, dim: int = 0) -> str:
     return f"input {('position', 'y', 'x')[dim + (grid.dims == 2)]} ({grid.unit(dim)})"
 
 
+SMOOTH_ABOVE = 400  # positions; longer profiles also get a moving average
+
+
+def line(ax: Axes, x: np.ndarray, values: torch.Tensor | np.ndarray, **kw: object) -> None:
+    """Plot a profile; long ones faintly, with a moving average (P / 200 positions) on top."""
+    v = values.double().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+    if len(v) <= SMOOTH_ABOVE:
+        ax.plot(x, v, lw=1, **kw)  # type: ignore[arg-type]
+        return
+    width = max(len(v) // 200, 2)
+    smooth = np.convolve(v, np.ones(width) / width, mode="same")
+    faint = {k: val for k, val in kw.items() if k not in ("label", "ls")}
+    ax.plot(x, v, lw=0.4, alpha=0.3, **faint)  # type: ignore[arg-type]
+    ax.plot(x, smooth, lw=1.2, **kw)  # type: ignore[arg-type]
+
+
 def shade_span(ax: Axes, grid: Grid, lo: int, hi: int, colour: str, text: str | None) -> None:
     """Shade feature-map positions lo..hi (1D) in input units."""
     a = grid.to_unit(grid.to_input(lo - 0.5))
@@ -134,8 +150,10 @@ def plot_weight_map(conn: Connectivity, cls: int = 0, *, ax: Axes | None = None)
             ax.axvline(g.to_unit(g.to_input(v)), color="black", ls="--", lw=1)
     ax.set_xlabel(label(g))
     ax.set_ylabel(f"kernel of layer {conn.reads!r}")
-    title = f"class {name!r}: head weight per (kernel, position)"
-    ax.set_title(title + ("; footprint dashed, active cells outlined" if fp else ""))
+    ax.set_title(f"class {name!r}: head weight per (kernel, position)")
+    if fp is not None:
+        ax.text(0.0, -0.3, "footprint dashed; cells the class's data activates outlined",
+                transform=ax.transAxes, fontsize="small")  # fmt: skip
     return fig
 
 
@@ -167,7 +185,7 @@ def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
     for a, values, ylabel in panels:
         for k, name in enumerate(conn.classes):
             colour = class_colour(k)
-            a.plot(x, values[k].double().numpy(), color=colour, lw=1, label=repr(name))
+            line(a, x, values[k], color=colour, label=repr(name))
             fp_box = conn.per_class[k].footprint
             if fp_box is not None:
                 shade_span(a, g, fp_box[0][0], fp_box[1][0], colour, None)

@@ -21,7 +21,7 @@ from interp.plots._style import (
     figure_for,
     new_figure,
 )
-from interp.plots.connectivity import box, image, label, shade_span, xs
+from interp.plots.connectivity import box, image, label, line, shade_span, xs
 
 if TYPE_CHECKING:
     from interp.decompose import Decomposition
@@ -43,8 +43,8 @@ def plot_decomposition(dec: Decomposition, index: int = 0, *, ax: Axes | None = 
     x = xs(g)
     for k in range(dec.per_position.shape[1]):
         logit = float(dec.logits[index, k])
-        ax.plot(x, dec.per_position[index, k].numpy(), color=class_colour(k), lw=1,
-                label=f"class {k}: logit {logit:.2f}")  # fmt: skip
+        line(ax, x, dec.per_position[index, k], color=class_colour(k),
+             label=f"class {k}: logit {logit:.2f}")  # fmt: skip
     ax.axhline(0, color="black", lw=0.5)
     ax.set_xlabel(label(g))
     ax.set_ylabel("contribution to the logit")
@@ -67,7 +67,7 @@ def _plot_1d(e: ShiftExplanation) -> Figure:
     for a in (a_act, a_con):
         a.sharex(a_w)
     if e.weight_profile is not None:
-        a_w.plot(x, e.weight_profile.double().numpy(), color=class_colour(t), lw=1)
+        line(a_w, x, e.weight_profile, color=class_colour(t))
         a_w.set_ylabel(f"{name} weights\nsum over kernels")
     else:
         a_w.text(0.5, 0.5, "pooled head: one weight per kernel at every position",
@@ -75,14 +75,14 @@ def _plot_1d(e: ShiftExplanation) -> Figure:
     a_act.plot(x, e.activity_before.numpy(), color=ORIGINAL, lw=1, label="original")
     a_act.plot(x, e.activity_after.numpy(), color=SHIFTED, lw=1, label=f"shifted by {e.shift}")
     a_act.set_ylabel("activity above\nbackground")
-    a_con.plot(x, e.contributions_before[t].numpy(), color=ORIGINAL, lw=1,
-               label=f"{name} original ({float(e.logits_before[t]):.2f})")  # fmt: skip
-    a_con.plot(x, e.contributions_after[t].numpy(), color=SHIFTED, lw=1,
-               label=f"{name} shifted ({float(e.logits_after[t]):.2f})")  # fmt: skip
+    line(a_con, x, e.contributions_before[t], color=ORIGINAL,
+         label=f"{name} original ({float(e.logits_before[t]):.2f})")  # fmt: skip
+    line(a_con, x, e.contributions_after[t], color=SHIFTED,
+         label=f"{name} shifted ({float(e.logits_after[t]):.2f})")  # fmt: skip
     if e.winner != t:
         w = e.winner
-        a_con.plot(x, e.contributions_after[w].numpy(), color=class_colour(w), lw=1, ls="--",
-                   label=f"{e.classes[w]!r} shifted ({float(e.logits_after[w]):.2f})")  # fmt: skip
+        line(a_con, x, e.contributions_after[w], color=class_colour(w), ls="--",
+             label=f"{e.classes[w]!r} shifted ({float(e.logits_after[w]):.2f})")  # fmt: skip
     a_con.set_ylabel("contribution\nto the logit")
     for a in (a_w, a_act, a_con):
         a.axhline(0, color="black", lw=0.5)
@@ -91,7 +91,7 @@ def _plot_1d(e: ShiftExplanation) -> Figure:
                        f"footprint of {name}" if a is a_w else None)  # fmt: skip
     for a in (a_w, a_act, a_con):
         if a.get_legend_handles_labels()[0]:
-            a.legend(fontsize="small", loc="upper right")
+            a.legend(fontsize="small", loc="best")
     a_con.set_xlabel(label(g))
     a_w.set_title(f"why the shift by {e.shift} moves {name} off its weights")
     if e.fmap_shift_scores is not None:
