@@ -24,6 +24,7 @@ from interp._version import __version__
 from interp.errors import InterpError
 from interp.report import sections_arch, sections_data
 from interp.report._blocks import Section
+from interp.report._inputs import check_xy, class_names, examples
 from interp.report._json import SCHEMA, jsonable
 from interp.report._report import Report
 from interp.report.verdict import verdict
@@ -70,76 +71,6 @@ def default_shift_spec(input_shape: Sequence[int]) -> str:
     half = size // 2
     step = max(1, size // (128 if len(input_shape) == 2 else 16))
     return f"{-half}:{half}:{step}"
-
-
-@dataclass(frozen=True)
-class Examples:
-    """Labelled examples with their provenance, as they enter ``report.json``'s ``data``."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    path: str | None
-    classes: Sequence[str] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def sample_recipe(info: Any, samples: int, seed: int) -> Examples | None:
-    """Held-out examples from the zoo recipe in ``info.dataset``, or None without one."""
-    recipe = getattr(info, "dataset", None)
-    if recipe is None:
-        return None
-    from interp.zoo.datasets import HELD_OUT_SEED_OFFSET
-
-    # Held out from training (the recipe trains on its own seed); --seed picks the draw.
-    draw = int(recipe.seed) + HELD_OUT_SEED_OFFSET + seed
-    x, y = recipe.sample(samples, seed=draw)
-    extra = {
-        "recipe": recipe.to_dict(),
-        "sample_seed": draw,
-        "selection": f"{samples} examples drawn from the recipe, held out from training",
-    }
-    return Examples(x, y, "recipe", list(recipe.classes), extra)
-
-
-def _data(
-    info: Any, data: Any, samples: int, seed: int
-) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, Any] | None]:
-    """(x, y, JSON ``data`` entry) from explicit data, the zoo recipe, or nothing."""
-    if data is None:
-        data = sample_recipe(info, samples, seed)
-        if data is None:
-            return None, None, None
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        data = Examples(data[0], data[1], None)
-    if not (hasattr(data, "x") and hasattr(data, "y")):
-        raise TypeError(f"`data` must be (x, y), a Dataset or None, got {type(data).__name__}")
-    x, y = data.x, data.y
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError("`data` must hold torch tensors x (N, C, *spatial) and y (N,)")
-    classes = getattr(data, "classes", None)
-    entry: dict[str, Any] = {"path": getattr(data, "path", None),
-                             "classes": list(classes) if classes else None}  # fmt: skip
-    entry.update(getattr(data, "extra", {}))
-    n = int(x.shape[0])
-    if n > samples:
-        gen = torch.Generator().manual_seed(seed)
-        index = torch.randperm(n, generator=gen)[:samples].sort().values
-        x, y = x[index], y[index]
-        entry["selection"] = f"{samples} of {n} examples, chosen at random with seed {seed}"
-    elif "selection" not in entry:
-        entry["selection"] = f"all {n} examples"
-    return x, y, entry
-
-
-def _classes(info: Any, data_entry: dict[str, Any] | None, k: int | None) -> list[str]:
-    for names in (
-        getattr(info, "classes", None),
-        (data_entry or {}).get("classes"),
-        getattr(getattr(info, "dataset", None), "classes", None),
-    ):
-        if names and (k is None or len(names) == k):
-            return [str(c) for c in names]
-    return [str(i) for i in range(k or 0)]
 
 
 def _timed(ctx: Context, name: str, step: Callable[[Context], None]) -> None:
@@ -190,13 +121,21 @@ def report(
             f"`device` {device!r} but the model's parameters are on {param.device}; "
             f"move the model with model.to({device!r}) or pass device={param.device.type!r}"
         )
+    _check_options(mode, method)
     start = time.perf_counter()
-    x, y, data_entry = _data(info, data, samples, seed)
+    x, y, data_entry = examples(info, data, samples, seed)
     if x is not None and y is not None:
+        check_xy(x, y, getattr(info, "input_shape", None))
         x, y = x.to(device), y.to(device)
     meta = getattr(info, "meta", None) or {}
     geo = structure(model, x[:1] if x is not None else None,
                     input_shape=getattr(info, "input_shape", None))  # fmt: skip
+    k = geo.num_classes or 0
+    if y is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise InterpError(
+            f"`data` has labels {int(y.min())}..{int(y.max())} but the model has {k} outputs; "
+            f"labels must be class indices 0..{k - 1}"
+        )
     spec = shifts if shifts is not None else default_shift_spec(geo.input_shape)
     shift_list = _shift_list(spec, geo.spatial_dims)
     ctx = Context(
@@ -204,7 +143,7 @@ def report(
         info=info,
         x=x,
         y=y,
-        classes=_classes(info, data_entry, geo.num_classes),
+        classes=class_names(info, data_entry, geo.num_classes),
         axis=meta.get("axis") if isinstance(meta.get("axis"), list) else None,
         shifts=shift_list,
         mode=mode,
@@ -250,6 +189,20 @@ def report(
                   content)  # fmt: skip
 
 
+def _check_options(mode: str, method: str) -> None:
+    from interp.shifts import check_mode
+
+    check_mode(mode)
+    try:
+        from interp.attribution import METHODS
+    except ImportError:
+        return
+    if method not in METHODS:
+        raise InterpError(
+            f"`method` {method!r} is not an attribution method; use one of: {', '.join(METHODS)}"
+        )
+
+
 def _shift_list(spec: str | Sequence[Any], dims: int) -> list[Any]:
     from interp.shifts import normalize_shifts, parse_shifts
 
@@ -269,8 +222,9 @@ def _stem(path: Any) -> str | None:
 def _header(
     ctx: Context, info: Any, data_entry: dict[str, Any] | None, spec: Any, samples: int, device: str
 ) -> dict[str, Any]:
-    model_entry = info.to_dict() if info is not None and hasattr(info, "to_dict") else {
-        "path": None, "format": "in-memory", "sha256": None,
+    to_dict = getattr(info, "to_dict", None)
+    model_entry = to_dict() if callable(to_dict) else {
+        "path": getattr(info, "path", None), "format": "in-memory", "sha256": None,
         "parameters": sum(p.numel() for p in ctx.model.parameters()),
     }  # fmt: skip
     if data_entry is not None and ctx.x is not None:

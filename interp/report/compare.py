@@ -25,6 +25,7 @@ from interp.report._blocks import (
     omitted,
 )
 from interp.report._figures import plot_compare_accuracy
+from interp.report._inputs import sample_recipe
 from interp.report._json import COMPARE_SCHEMA, jsonable
 from interp.report._report import Report
 from interp.report.build import (
@@ -32,7 +33,6 @@ from interp.report.build import (
     DEFAULT_SAMPLES,
     default_shift_spec,
     report,
-    sample_recipe,
 )
 from interp.report.verdict import fmt_shift, pct
 

@@ -182,7 +182,7 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
     span = (
         f"{len(shifts)} shifts from {fmt_shift(shifts[0], axis)} to {fmt_shift(shifts[-1], axis)}"
     )
-    reasons, suggestions = [], []
+    reasons, details, suggestions = [], [], []
     if failing:
         big = max(_size(s) for s in shifts)
         ends = [i for i in range(len(shifts)) if _size(shifts[i]) == big]
@@ -202,11 +202,11 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
         suggestions.append(
             f"Augment training with random shifts over {fmt_extent(reach, axis, dims)} to cover "
             f"the failing range: accuracy is more than {tol * 100:g} points off its shift-0 "
-            f"value from {fmt_shift(shifts[first], axis)} on{seen}."
+            f"value at shifts as small as {fmt_shift(shifts[first], axis)}{seen}."
         )
         sentence = _range_sentence(sweep.get("invariance_range"), axis, dims, tol)
         if sentence:
-            reasons.append(sentence)
+            details.append(sentence)
     else:
         reasons.append(
             f"Accuracy stays within {tol * 100:g} points of its {pct(a0)} at {s0} across "
@@ -214,12 +214,17 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
         )
     consistency = sweep.get("consistency")
     if isinstance(consistency, (int, float)):
-        reasons.append(
+        details.append(
             f"Two different shifts of the same input get the same predicted class "
             f"{pct(consistency)} of the time (consistency, Zhang 2019; {sweep.get('n')} "
             f"samples, {sweep.get('mode')} mode)."
         )
-    return {"invariant": not failing, "reasons": reasons, "suggestions": suggestions}
+    return {
+        "invariant": not failing,
+        "reasons": reasons,
+        "details": details,
+        "suggestions": suggestions,
+    }
 
 
 def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
@@ -255,6 +260,8 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
     if head:
         reasons.append(head)
     reasons += eq_reasons
+    if measured is not None:
+        reasons += measured.get("details", [])
     if invariant is False and kind == "positional":
         suggestions.append(_pooling_suggestion(structure, structure.get("num_classes")))
     if measured is not None and "suggestions" in measured:
