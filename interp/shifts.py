@@ -60,8 +60,10 @@ def normalize_shifts(shifts: Iterable[object], spatial_dims: int) -> list[Shift]
     [-2, -1, 0, 1, 2]
     """
     if isinstance(shifts, (str, bytes)):
-        raise TypeError(f"`shifts` must be a sequence of shifts, not a string; got {shifts!r}; "
-                        "use parse_shifts() for a spec")  # fmt: skip
+        raise TypeError(
+            f"`shifts` must be a sequence of shifts, not a string; got {shifts!r}; "
+            "use parse_shifts() for a spec"
+        )
     out: list[Shift] = []
     for s in shifts:
         if spatial_dims == 1:
@@ -164,8 +166,9 @@ def _parse_axis(spec: str, what: str) -> list[int]:
                 )
             count = (stop - start) // step + 1
             if count > MAX_SHIFTS:
-                raise InterpError(f"`{what}` {spec!r} gives {count} shifts (max {MAX_SHIFTS}); "
-                                  "use a larger step")  # fmt: skip
+                raise InterpError(
+                    f"`{what}` {spec!r} gives {count} shifts (max {MAX_SHIFTS}); use a larger step"
+                )
             return list(range(start, stop + (1 if step > 0 else -1), step))
         values = [int(p) for p in text.split(",") if p != ""]
     except ValueError:
@@ -212,8 +215,10 @@ def parse_shifts(spec: str, spatial_dims: int) -> list[int] | list[tuple[int, in
         axes = {"y": values, "x": values}
     else:
         if len(named) != len(parts):
-            raise InterpError(f"`shifts` {spec!r} mixes named and unnamed axes; "
-                              "write 'y:SPEC;x:SPEC' or one SPEC for both")  # fmt: skip
+            raise InterpError(
+                f"`shifts` {spec!r} mixes named and unnamed axes; "
+                "write 'y:SPEC;x:SPEC' or one SPEC for both"
+            )
         for part in parts:
             name = part[0].lower()
             if name in axes:
@@ -221,8 +226,10 @@ def parse_shifts(spec: str, spatial_dims: int) -> list[int] | list[tuple[int, in
             axes[name] = _parse_axis(part[2:], f"shifts ({name})")
     ys, xs = axes.get("y", [0]), axes.get("x", [0])
     if len(ys) * len(xs) > MAX_SHIFTS:
-        raise InterpError(f"`shifts` {spec!r} gives {len(ys) * len(xs)} (dy, dx) shifts "
-                          f"(max {MAX_SHIFTS}); use a larger step")  # fmt: skip
+        raise InterpError(
+            f"`shifts` {spec!r} gives {len(ys) * len(xs)} (dy, dx) shifts "
+            f"(max {MAX_SHIFTS}); use a larger step"
+        )
     return [(dy, dx) for dy in ys for dx in xs]
 
 
