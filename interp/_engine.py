@@ -89,6 +89,8 @@ def fast_logits(
     check_mode(mode)
     table = torch.tensor(normalize_shifts(shifts, dims), dtype=torch.long).reshape(-1, dims)
     ops, head = make_plan(model, structure)
+    if x.shape[0] == 0:
+        return x.new_zeros((0, table.shape[0], head.weight.shape[0]), dtype=torch.float32)
     param = next(iter(model.parameters()), None)
     dtype = param.dtype if param is not None else x.dtype
     if x.dtype != dtype or dtype not in (torch.float32, torch.float64):
@@ -98,7 +100,7 @@ def fast_logits(
     unique, inverse = torch.unique(_normalise(table, sizes, mode), dim=0, return_inverse=True)
     unique = unique.to(x.device)
     picks = sorted({0, len(unique) - 1})  # the spot check: extreme shifts of sample 0
-    n_batch = _samples_per_batch(geo, head, unique, max_bytes)
+    n_batch = _samples_per_batch(geo, unique, max_bytes)
     parts = []
     with inspecting(model):
         expected = _replay_check(model, structure, ops, x[:1], unique[picks], mode)
@@ -178,7 +180,7 @@ def _children(op: Op, parent: torch.Tensor, kids: dict[Phase, tuple[int, ...]],
     if every > 1 and len(kids) == every:
         full = _valid(replace(op, stride=(1,) * len(op.stride)), parent, channels)
         return {r: full[ix(..., *(slice(v, None, s) for v, s in zip(start, op.stride,
-                                                                  strict=True)))].contiguous()
+                                                                  strict=True)))]
                 for r, start in kids.items()}  # fmt: skip
     return {r: _valid(op, parent[ix(..., *(slice(v, None) for v in start))], channels)
             for r, start in kids.items()}  # fmt: skip
@@ -257,8 +259,7 @@ def _numel(box: Box) -> int:
     return out
 
 
-def _samples_per_batch(geo: list[Level], head: HeadPlan, unique: torch.Tensor,
-                       max_bytes: int) -> int:  # fmt: skip
+def _samples_per_batch(geo: list[Level], unique: torch.Tensor, max_bytes: int) -> int:
     span = (unique.max(0).values - unique.min(0).values).tolist()
     extended = 1
     for n, s in zip(geo[0].size, span, strict=True):
@@ -267,7 +268,8 @@ def _samples_per_batch(geo: list[Level], head: HeadPlan, unique: torch.Tensor,
     # head's float64 spectra of the final map.
     per_sample = sum(4 * lv.channels * extended for lv in geo)
     per_sample += 16 * geo[-1].channels * extended
-    return max(1, max_bytes // max(1, per_sample))
+    # Capped: CPU contractions over very large batches get slower per sample, not faster.
+    return max(1, min(64, max_bytes // max(1, per_sample)))
 
 
 def _replay_check(model: nn.Module, geo: Structure, ops: list[Op], x: torch.Tensor,

@@ -100,10 +100,13 @@ def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, to
         # One correlation for all groups (the template's spectrum once); zeros at the end
         # leave the valid lags unchanged and give an FFT-friendly size.
         size = [_smooth(max(c.shape[2 + a] for c in crops)) for a in range(len(core))]
-        pad = [[v for a in reversed(range(len(core))) for v in (0, size[a] - c.shape[2 + a])]
-               for c in crops]  # fmt: skip
-        scores = xcorr_valid(torch.cat([F.pad(c, p) for c, p in zip(crops, pad, strict=True)]),
-                             template).split([c.shape[0] for c in crops])  # fmt: skip
+        n = crops[0].shape[0]
+        signal = crops[0].new_zeros((n * len(crops), crops[0].shape[1], *size),
+                                    dtype=torch.float64)  # fmt: skip
+        for g, c in enumerate(crops):  # one copy: crop, pad and convert at once
+            inside = (slice(0, v) for v in c.shape[2:])
+            signal[ix(slice(g * n, (g + 1) * n), slice(None), *inside)] = c
+        scores = xcorr_valid(signal, template).split(n)
         return [_pick(sc, lag) for sc, lag in zip(scores, lags, strict=True)]
     out = []
     for scores, lag in zip(crops, lags, strict=True):
@@ -144,7 +147,9 @@ def head_finish(
             # (K, C * box) @ (n, C * box, S): few terms, float32 is exact enough
             cols = t.flatten(2).transpose(1, 2)  # bands are stored shift-fastest
             parts.append((wb.flatten(1).contiguous() @ cols).transpose(1, 2).to(torch.float64))
-        total = torch.stack(parts).sum(0)
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
         if head.bias is not None:
             total = total + head.bias.to(torch.float64)
         return total

@@ -345,6 +345,12 @@ def test_model_and_input_unchanged_after_a_sweep(positional_1d) -> None:
     assert all(p.requires_grad for p in model.parameters()) and no_hooks_left(model)
 
 
+def test_no_samples_give_no_rows(pooled_1d) -> None:
+    x = torch.zeros(0, 1, 64)
+    out = fast_logits(pooled_1d, structure(pooled_1d, input_shape=(1, 64)), x, [0, 1], "roll")
+    assert out.shape == (0, 2, 3)
+
+
 def test_bad_arguments_are_programming_errors(positional_1d) -> None:
     x = torch.randn(2, 1, 64)
     geo = structure(positional_1d, x)
