@@ -53,6 +53,7 @@ class Context:
     train_range: Any = None
     results: dict[str, Any] = field(default_factory=dict)  # analysis objects, by section
     notes: dict[str, str] = field(default_factory=dict)  # why a section is missing
+    warnings: dict[str, list[str]] = field(default_factory=dict)  # by section
     content: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -62,15 +63,19 @@ class Context:
 
 
 def default_shift_spec(input_shape: Sequence[int]) -> str:
-    """The full shift range at about 129 shifts per axis: ``-4096:4096:64`` for L = 8192.
+    """The spec of :func:`interp.shifts.default_shifts`, as ``interp sweep`` uses it.
 
     >>> default_shift_spec((1, 8192)), default_shift_spec((1, 32, 32))
-    ('-4096:4096:64', '-16:16:2')
+    ('-4018:4018:82', 'y:-8:8;x:-8:8')
     """
-    size = min(int(v) for v in input_shape[1:])
-    half = size // 2
-    step = max(1, size // (128 if len(input_shape) == 2 else 16))
-    return f"{-half}:{half}:{step}"
+    from interp.shifts import default_shifts
+
+    shifts = default_shifts(input_shape)
+    first, last = shifts[0], shifts[-1]
+    if isinstance(first, tuple) and isinstance(last, tuple):
+        return f"y:{first[0]}:{last[0]};x:{first[1]}:{last[1]}"
+    step = int(shifts[1]) - int(first) if len(shifts) > 1 else 1  # type: ignore[arg-type]
+    return f"{first}:{last}:{step}"
 
 
 def _timed(ctx: Context, name: str, step: Callable[[Context], None]) -> None:
@@ -172,6 +177,7 @@ def report(
             bar.update(1)
     if bar is not None:
         bar.close()
+    ctx.content["warnings"] = {k: list(dict.fromkeys(v)) for k, v in ctx.warnings.items()}
     ctx.content["verdict"] = verdict(ctx.content)
     t_render = time.perf_counter()
     sections = _sections(ctx)
@@ -185,7 +191,7 @@ def report(
     name = meta.get("name") or _stem(getattr(info, "path", None)) or type(model).__name__
     subtitle = f"{getattr(info, 'path', None) or 'in-memory model'} · interp {__version__}"
     content = jsonable(ctx.content)
-    return Report(f"Why is {name} (not) translation invariant?", subtitle, tuple(sections),
+    return Report(f"Is {name} translation invariant?", subtitle, tuple(sections),
                   content)  # fmt: skip
 
 

@@ -137,25 +137,9 @@ def per_class(data: Mapping[str, Any], axis: Any) -> str:
 # --- equivariance -----------------------------------------------------------------
 
 
-def _eq_layers(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [lay for lay in data.get("layers") or [] if isinstance(lay, Mapping)]
-
-
 def equivariance_sentences(data: Mapping[str, Any]) -> list[str]:
-    layers = _eq_layers(data)
-    measured = [lay for lay in layers if isinstance(lay.get("error"), (int, float))]
-    out = []
-    if measured:
-        worst = max(measured, key=lambda lay: lay["error"])
-        out.append(
-            f"Per-layer equivariance on shifts that are multiples of each layer's stride: "
-            f"relative error at most {pct(worst['error'])} (layer {worst.get('name')!r}) over "
-            f"{len(measured)} layers with positions."
-        )
-    brk = data.get("first_break")
-    if brk:
-        out.append(f"The first layer whose output is not a shifted copy is {brk!r}.")
-    return out
+    """The equivariance analysis's own findings (generated from its measured errors)."""
+    return [str(f) for f in data.get("findings") or []]
 
 
 def equivariance(data: Mapping[str, Any]) -> str:

@@ -9,6 +9,7 @@ module this installation lacks) the note says why and the section is omitted.
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,12 +49,28 @@ def _figure(name: str, make: Callable[[], Any], caption: str) -> Any:
 
 
 def _run(ctx: Context, key: str, call: Callable[[], Any]) -> Any:
-    """Run one analysis; a user-fixable failure becomes the section's note."""
-    try:
-        return call()
-    except InterpError as err:
-        ctx.notes[key] = str(err)
-        return None
+    """Run one analysis; a user-fixable failure becomes the section's note.
+
+    UserWarnings the analysis raises (e.g. a large integrated-gradients convergence
+    delta) are kept for the section and the JSON instead of scrolling past on stderr.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            return call()
+        except InterpError as err:
+            ctx.notes[key] = str(err)
+            return None
+        finally:
+            for w in caught:
+                if issubclass(w.category, UserWarning):
+                    ctx.warnings.setdefault(key, []).append(str(w.message))
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _warned(ctx: Context, key: str) -> list[Note]:
+    return [Note(f"Warning: {text}") for text in dict.fromkeys(ctx.warnings.get(key, []))]
 
 
 # --- connectivity -------------------------------------------------------------
@@ -106,6 +123,7 @@ def connectivity_section(ctx: Context) -> Section:
                               captions.kernels(conn.classes[0])))  # fmt: skip
     if ctx.x is None:
         blocks.append(Note(NO_DATA.format(what="the footprint of each class")))
+    blocks += _warned(ctx, "connectivity")
     return Section("connectivity", title, tuple(blocks))
 
 
@@ -161,6 +179,7 @@ def shifts_section(ctx: Context) -> Section:
         edata = ctx.content["equivariance"]
         blocks += [Paragraph(s) for s in captions.equivariance_sentences(edata)]
         blocks.append(_figure("equivariance", eq.plot, captions.equivariance(edata)))
+    blocks += _warned(ctx, "shifts") + _warned(ctx, "equivariance")
     return Section("shifts", title, tuple(blocks))
 
 
@@ -213,6 +232,7 @@ def explanation_section(ctx: Context) -> Section:
         blocks.append(Paragraph(f"Sample {data['samples'][i]}: {entry['sentence']}"))
         blocks.append(_figure(f"explanation_{i}", expl.plot,
                               captions.explanation(data, i, ctx.axis)))  # fmt: skip
+    blocks += _warned(ctx, "explanation")
     return Section("explanation", title, tuple(blocks))
 
 
@@ -251,4 +271,5 @@ def attribution_section(ctx: Context) -> Section:
     if hasattr(comp, "plot_maps"):
         blocks.append(_figure("attribution_maps", lambda: comp.plot_maps(0),
                               captions.attribution_maps(data, ctx.axis)))  # fmt: skip
+    blocks += _warned(ctx, "attribution")
     return Section("attribution", title, tuple(blocks))

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 TOLERANCE = 0.05  # accuracy points below shift 0 that still count as invariant
-ALIASING = 0.01  # relative equivariance error above which a strided layer "aliases"
 
 
 def pct(value: float) -> str:
@@ -94,42 +93,50 @@ def _pooling_suggestion(structure: Mapping[str, Any], num_classes: Any) -> str:
     )
 
 
+def rel(value: float | None) -> str:
+    """A relative error for people: '12.3%' when large, '4.0e-07' when tiny."""
+    if value is None:
+        return "n/a"
+    return f"{100 * value:.1f}%" if value >= 1e-3 else f"{value:.1e}"
+
+
 def _equivariance_reasons(eq: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
-    """Sentences about where equivariance breaks and which strided layers alias."""
+    """Where equivariance breaks and which strided layers alias, from the equivariance JSON."""
     if not eq:
         return [], []
     reasons, suggestions = [], []
     layers = [lay for lay in eq.get("layers") or [] if isinstance(lay, Mapping)]
-    brk = eq.get("first_break")
-    if brk:
-        last_ok = None
-        for lay in layers:
-            if lay.get("name") == brk:
-                break
-            last_ok = lay
-        err = next((lay.get("error") for lay in layers if lay.get("name") == brk), None)
-        ok = (
-            f" it holds through layer {last_ok.get('name')!r} (error {pct(last_ok['error'])})"
-            if last_ok and isinstance(last_ok.get("error"), (int, float))
-            else ""
+    by_name = {lay.get("name"): lay for lay in layers}
+    brk = by_name.get(eq.get("first_break"))
+    if brk is not None:
+        before = [lay.get("interior_error") for lay in layers[: layers.index(brk)]
+                  if lay.get("positions") and lay.get("interior_error") is not None]  # fmt: skip
+        trunk = f" every layer before it moves its features with the input (interior error at " \
+                f"most {rel(max(before))});" if before else ""  # fmt: skip
+        if brk.get("positions"):
+            change = (
+                f"its output differs from its shifted output by {rel(brk.get('interior_error'))}"
+            )
+        else:
+            change = f"its output changes by {rel(brk.get('invariance_error'))} under shifts"
+        reasons.append(
+            f"Equivariance first breaks at layer {brk['name']!r} ({brk.get('type')}):{trunk} "
+            f"{change}."
         )
-        at = f" (error {pct(err)})" if isinstance(err, (int, float)) else ""
-        reasons.append(f"Equivariance breaks at layer {brk!r}{at};{ok}." if ok else
-                       f"Equivariance breaks at layer {brk!r}{at}.")  # fmt: skip
-    for lay in layers:
-        alias, err = lay.get("aliasing_error"), lay.get("error")
-        if not isinstance(alias, (int, float)) or alias <= ALIASING:
-            continue
-        base = f", against {pct(err)} on multiples" if isinstance(err, (int, float)) else ""
+    aliasing = [by_name[n] for n in eq.get("aliasing_layers") or [] if n in by_name]
+    for lay in aliasing:
         stride = "x".join(str(v) for v in lay.get("stride") or []) or "?"
         reasons.append(
-            f"Strided layer {lay.get('name')!r} ({lay.get('type')}, cumulative stride {stride}) "
-            f"aliases: {pct(alias)} relative error on shifts that are not multiples of its "
-            f"stride{base}."
+            f"Strided layer {lay['name']!r} ({lay.get('type')}, stride {stride}) aliases: shifts "
+            f"that are not multiples of {stride} change its features by "
+            f"{rel(lay.get('aliasing_error'))}, against {rel(lay.get('error'))} on multiples."
         )
+    if aliasing:
+        names = ", ".join(repr(lay["name"]) for lay in aliasing)
+        worst = max((lay.get("aliasing_error") or 0.0) for lay in aliasing)
         suggestions.append(
-            f"Use anti-aliased pooling in layer {lay.get('name')!r} (blur before subsampling, "
-            f"Zhang 2019): it shows {pct(alias)} error on shifts off its stride grid."
+            f"Use anti-aliased pooling (blur before subsampling, Zhang 2019) in {names}: shifts "
+            f"off the stride grid change the features by up to {rel(worst)}."
         )
     return reasons, suggestions
 
