@@ -120,7 +120,11 @@ def shift_sentence(e: ShiftExplanation) -> str:
         verb = "falls" if after < before else "rises"
         s = f"The {name} logit {verb} from {before:.2f} to {after:.2f}"
     if lost is not None and after < before:
-        s += f" ({lost:.0%} of its evidence lost)"
+        s += (
+            f" ({lost:.0%} of its evidence, the logit minus the bias, lost)"
+            if lost <= 1
+            else f" (its evidence, the logit minus the bias, turns negative: {lost:.0%} lost)"
+        )
     if e.kind == "pooled":
         s += (
             ": the pooled head has one weight per kernel at every position, so only boundary "

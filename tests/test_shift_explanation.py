@@ -46,7 +46,7 @@ def test_hand_set_shift_by_hand(hand_set_1d):
     assert e.activity_span_after == ((3,), (4,))
     assert e.fmap_shift == (4.0,)
     text = e.sentence()
-    assert "falls from 2.00 to 0.00 (100% of its evidence lost)" in text
+    assert "falls from 2.00 to 0.00 (100% of its evidence, the logit minus the bias, lost)" in text
     assert "0% of their mass lies inside the training footprint of 'left' (100% before)" in text
     assert "'right' wins instead (logit 2.00)" in text
     d = e.to_dict()
