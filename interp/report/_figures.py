@@ -37,14 +37,16 @@ def plot_compare_accuracy(
     1
     """
     two_d = bool(sweeps) and isinstance(sweeps[0]["shifts"][0], (list, tuple))
+    panels: list[tuple[Axes, int | None]]
     if two_d and ax is None:
         fig, axes = new_figure(1, 2, height=3.2)
         panels = [(axes[0, 0], 0), (axes[0, 1], 1)]
     else:
         fig, one = figure_for(ax)
-        panels = [(one, None)]
+        panels = [(one, 0 if two_d else None)]
     for panel, axis_index in panels:
-        sub = [axis[axis_index]] if axis and axis_index is not None else axis
+        index = axis_index or 0
+        sub = axis[index] if axis and index < len(axis) else None  # this panel's axis metadata
         for i, (name, sweep) in enumerate(zip(names, sweeps, strict=True)):
             shifts, acc = _line(sweep, axis_index)
             xs = shift_to_units(shifts, sub)

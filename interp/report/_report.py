@@ -40,7 +40,7 @@ class Report:
     def verdict(self) -> dict[str, Any] | None:
         """The verdict dict (translation_invariant, reasons, suggestions), if any."""
         value = self.content.get("verdict")
-        return copy.deepcopy(value) if isinstance(value, Mapping) else None
+        return copy.deepcopy(dict(value)) if isinstance(value, Mapping) else None
 
     def section(self, id: str) -> Section:
         """The section with anchor ``id`` (e.g. ``"verdict"``, ``"shifts"``)."""

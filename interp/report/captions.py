@@ -63,9 +63,9 @@ def profiles(conn: Any) -> str:
 
 def weight_map(name: str) -> str:
     return (
-        f"Weights of class '{name}' for every (kernel, position) neuron, red positive, blue "
-        "negative, the data footprint outlined. Look at how little of the position axis "
-        "carries weight: a shifted pattern activates neurons outside that band."
+        f"Weights of class '{name}' over positions, red positive, blue negative, the class's "
+        "data footprint outlined. Look at how much of the weight sits inside the outline: a "
+        "shifted pattern activates neurons outside it."
     )
 
 
@@ -171,8 +171,8 @@ def explanation(data: Mapping[str, Any], i: int, axis: Any) -> str:
     return (
         f"Sample {data['samples'][i]} (class '{entry['true_class']}'){lost_text} when shifted by "
         f"{fmt_shift(data['shift'], axis)}; '{entry['winner']}' wins instead. Look at where the "
-        "activity moves relative to the shaded footprint and where the contributions of the "
-        "true class go to zero."
+        "activity moves relative to the dashed footprint, and how the true class's "
+        "contributions there turn into the winner's."
     )
 
 

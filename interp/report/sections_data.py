@@ -11,11 +11,21 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from interp.errors import InterpError
 from interp.report import captions
-from interp.report._blocks import Note, Paragraph, Section, Table, figure_ref, omitted
+from interp.report._blocks import (
+    FigureRef,
+    Gallery,
+    Note,
+    Paragraph,
+    Section,
+    Table,
+    figure_ref,
+    omitted,
+)
 from interp.report.choose import attribution_shifts, equivariance_shifts, pick_samples, telling
 from interp.report.verdict import pct
 
@@ -115,9 +125,16 @@ def connectivity_section(ctx: Context) -> Section:
         ))  # fmt: skip
     blocks.append(_figure("connectivity_profiles", conn.plot, captions.profiles(conn)))
     if conn.kind == "positional":
-        for k, name in enumerate(conn.classes):
-            blocks.append(_figure(f"connectivity_weights_{k}", lambda k=k: conn.plot_weights(k),
-                                  captions.weight_map(name)))  # fmt: skip
+        maps = [
+            _figure(
+                f"connectivity_weights_{k}",
+                partial(conn.plot_weights, k),
+                captions.weight_map(name),
+            )
+            for k, name in enumerate(conn.classes)
+        ]
+        figures = tuple(m for m in maps if isinstance(m, FigureRef))
+        blocks += [Gallery(figures)] if figures else maps  # fmt: skip
     if getattr(conn, "kernels", None) is not None:
         blocks.append(_figure("connectivity_kernels", lambda: conn.plot_kernels(0),
                               captions.kernels(conn.classes[0])))  # fmt: skip
@@ -188,7 +205,7 @@ def shifts_section(ctx: Context) -> Section:
 
 def run_explanation(ctx: Context) -> None:
     sweep = ctx.content.get("sweep")
-    if sweep is None:
+    if sweep is None or ctx.x is None or ctx.y is None:
         ctx.notes["explanation"] = ctx.notes.get("shifts") or "no shift sweep to choose a shift"
         return
     fn = _analysis(ctx, "explanation", "interp.connectivity", "explain_shift")
@@ -196,16 +213,17 @@ def run_explanation(ctx: Context) -> None:
     if fn is None or logits_fn is None:
         return
     shift = telling(sweep)
+    x, y = ctx.x, ctx.y
 
     def call() -> Any:
         zero = 0 if ctx.geo.spatial_dims == 1 else (0, 0)
         logits, _, _ = logits_fn(
-            ctx.model, ctx.x, [zero, shift], mode=ctx.mode, structure=ctx.geo
+            ctx.model, x, [zero, shift], mode=ctx.mode, structure=ctx.geo
         )  # (N, 2, K)
-        index = pick_samples(logits.argmax(-1), ctx.y, EXPLAINED_SAMPLES)
+        index = pick_samples(logits.argmax(-1), y, EXPLAINED_SAMPLES)
         conn = ctx.results.get("connectivity")
         return index, [
-            fn(ctx.model, ctx.x[i : i + 1], int(ctx.y[i]), shift, mode=ctx.mode,
+            fn(ctx.model, x[i : i + 1], int(y[i]), shift, mode=ctx.mode,
                structure=ctx.geo, connectivity=conn)
             for i in index
         ]  # fmt: skip
@@ -240,7 +258,7 @@ def explanation_section(ctx: Context) -> Section:
 
 
 def run_attribution(ctx: Context) -> None:
-    if ctx.x is None:
+    if ctx.x is None or ctx.y is None:
         ctx.notes["attribution"] = NO_DATA.format(what="attributions across shifts")
         return
     fn = _analysis(ctx, "attribution", "interp.attribution", "attribution_across_shifts")
@@ -250,8 +268,9 @@ def run_attribution(ctx: Context) -> None:
     index = list(expl["samples"][:ATTRIBUTED_SAMPLES]) if expl else [0]
     sweep = ctx.content.get("sweep")
     shifts = attribution_shifts(telling(sweep) if sweep else None, ctx.shifts)
+    x, y = ctx.x[index], ctx.y[index]
     comp = _run(ctx, "attribution", lambda: fn(
-        ctx.model, ctx.x[index], ctx.y[index], shifts, method=ctx.method, mode=ctx.mode,
+        ctx.model, x, y, shifts, method=ctx.method, mode=ctx.mode,
         structure=ctx.geo, axis=ctx.axis))  # fmt: skip
     if comp is not None:
         ctx.results["attribution"] = comp

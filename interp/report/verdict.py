@@ -97,6 +97,8 @@ def rel(value: float | None) -> str:
     """A relative error for people: '12.3%' when large, '4.0e-07' when tiny."""
     if value is None:
         return "n/a"
+    if value == 0:
+        return "0"
     return f"{100 * value:.1f}%" if value >= 1e-3 else f"{value:.1e}"
 
 
@@ -109,7 +111,7 @@ def _equivariance_reasons(eq: Mapping[str, Any] | None) -> tuple[list[str], list
     by_name = {lay.get("name"): lay for lay in layers}
     brk = by_name.get(eq.get("first_break"))
     if brk is not None:
-        before = [lay.get("interior_error") for lay in layers[: layers.index(brk)]
+        before = [float(lay["interior_error"]) for lay in layers[: layers.index(brk)]
                   if lay.get("positions") and lay.get("interior_error") is not None]  # fmt: skip
         trunk = f" every layer before it moves its features with the input (interior error at " \
                 f"most {rel(max(before))});" if before else ""  # fmt: skip
@@ -132,7 +134,10 @@ def _equivariance_reasons(eq: Mapping[str, Any] | None) -> tuple[list[str], list
             f"{rel(lay.get('aliasing_error'))}, against {rel(lay.get('error'))} on multiples."
         )
     if aliasing:
-        names = ", ".join(repr(lay["name"]) for lay in aliasing)
+        quoted = [repr(lay["name"]) for lay in aliasing]
+        names = ("layer " if len(quoted) == 1 else "layers ") + (
+            quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+        )
         worst = max((lay.get("aliasing_error") or 0.0) for lay in aliasing)
         suggestions.append(
             f"Use anti-aliased pooling (blur before subsampling, Zhang 2019) in {names}: shifts "
