@@ -234,9 +234,14 @@ def attribution_across_shifts(
     feature = spec.output == "feature map"
     geometry = opts.get("geometry")
     stride = geometry[1] if feature and geometry else (1,) * dims
-    aligned, valid = align(
-        maps, frame_shifts(shifts, stride if feature else None), overlap=feature or mode != "roll"
+    # A rolled input rolls a map that tiles it ("same" padding, L = P * stride); any other
+    # feature map is compared only where both frames hold content.
+    tiles = tuple(maps.shape[3:]) == tuple(
+        n // d for n, d in zip(x0.shape[2:], stride, strict=True)
     )
+    tiles = tiles and all(n % d == 0 for n, d in zip(x0.shape[2:], stride, strict=True))
+    overlap = mode != "roll" or (feature and not tiles)
+    aligned, valid = align(maps, frame_shifts(shifts, stride if feature else None), overlap=overlap)
     pearson, cosine = similarity(aligned, reference, valid)
     (peak, has), (peak_ref, has_ref) = peaks(maps, dims), peaks(reference, dims)
     period = tuple(x0.shape[2:]) if mode == "roll" else None

@@ -62,6 +62,7 @@ def test_equivariant_model_aligned_maps_agree_to_float_error(method):
     assert bool((cmp.peak_displacement[~zero] == 0).all())
     assert torch.isnan(cmp.peak_displacement[zero]).all()
     assert cmp.to_dict()["peak_follows"] == [1.0] * 4
+    assert bool(cmp.valid.all())  # roll mode; feature maps with "same" padding tile the input
     assert "moves with the input:" in " ".join(cmp.sentences())
 
 
@@ -132,6 +133,8 @@ def test_layer_maps_carry_the_class_weight_map(positional_1d):
         fmap0 = positional_1d[:3](torch.zeros_like(x))
     torch.testing.assert_close(cmp.maps[:, 1], (fmap - fmap0) * w[[2, 0]], rtol=1e-4, atol=1e-6)
     assert cmp.layer == "2" and cmp.geometry == ((10,), (2,), (1,))
+    # 29 positions do not tile 64 inputs at stride 2: only the overlap (shift 6 = 3 positions).
+    assert cmp.valid[1].tolist() == [True] * 26 + [False] * 3
 
 
 # --- alignment and metrics against brute-force oracles -----------------------------
