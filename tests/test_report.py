@@ -337,13 +337,23 @@ def test_verdict_tolerance_and_chance_rules():
 
 def test_verdict_names_aliasing_layers():
     content = _content([0.95, 0.97, 0.99, 0.96, 0.95], kind="pooled")
-    content["equivariance"] = {"first_break": None, "layers": [
-        {"name": "2", "type": "MaxPool1d", "stride": [2], "error": 0.001, "aliasing_error": 0.12},
-        {"name": "0", "type": "Conv1d", "stride": [1], "error": 0.0, "aliasing_error": None},
+    content["equivariance"] = {"first_break": "4", "aliasing_layers": ["2"], "layers": [
+        {"name": "0", "type": "Conv1d", "stride": [1], "positions": True, "error": 0.0,
+         "interior_error": 2e-7, "aliasing_error": None},
+        {"name": "2", "type": "MaxPool1d", "stride": [2], "positions": True, "error": 0.001,
+         "interior_error": 3e-7, "aliasing_error": 0.12},
+        {"name": "4", "type": "Linear", "stride": None, "positions": False, "error": None,
+         "interior_error": None, "invariance_error": 0.85},
     ]}  # fmt: skip
     v = verdict(content)
-    assert any("'2'" in r and "12.0%" in r for r in v["reasons"])
-    assert any("anti-aliased" in s and "'2'" in s for s in v["suggestions"])
+    assert any("breaks at layer '4' (Linear)" in r and "3.0e-07" in r and "85.0%" in r
+               for r in v["reasons"])  # fmt: skip
+    assert any("'2' (MaxPool1d, stride 2) aliases" in r and "12.0%" in r and "0.1%" in r
+               for r in v["reasons"])  # fmt: skip
+    assert any(s.startswith("If exact invariance matters, use anti-aliased") and "'2'" in s
+               for s in v["suggestions"])  # accuracy held: optional  # fmt: skip
+    content["sweep"]["accuracy"] = [0.5, 0.97, 0.99, 0.96, 0.95]
+    assert any(s.startswith("Use anti-aliased pooling") for s in verdict(content)["suggestions"])
 
 
 def test_shift_formatting_and_choices():
@@ -355,3 +365,20 @@ def test_shift_formatting_and_choices():
     assert attribution_shifts((4, -2), []) == [(-4, 2), (-2, 1), (0, 0), (2, -1), (4, -2)]
     pred = torch.tensor([[0, 1], [0, 0], [1, 2], [1, 1], [2, 2]])
     assert pick_samples(pred, torch.tensor([0, 0, 1, 1, 2]), 3) == [0, 2, 4]
+
+
+def test_2d_models_compare_on_one_plot(positional_2d, pooled_2d):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(12, 1, 12, 12, generator=gen), torch.arange(12) % 4
+    shape = info(input_shape=(1, 12, 12))
+    rep = interp.compare([(positional_2d, shape), (pooled_2d, shape)], data=(x, y),
+                         shifts="-2:2:2", samples=12)  # fmt: skip
+    d = rep.to_dict()
+    assert d["schema"] == "interp.compare/1" and len(d["models"]) == 2
+    for entry in d["models"]:
+        sweep = check_schema(json.dumps(entry))["sweep"]
+        assert sweep["shifts"] == [[dy, dx] for dy in (-2, 0, 2) for dx in (-2, 0, 2)]
+    assert [m["structure"]["head"]["kind"] for m in d["models"]] == ["positional", "pooled"]
+    fig = rep.section("accuracy").figures[0]
+    assert fig.name == "compare_accuracy" and fig.width > fig.height  # dy and dx panels
+    assert "(dy, dx)" in rep.to_markdown()

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 EXPLAINED_SAMPLES = 3  # samples shown in "why shifted patterns are missed"
 ATTRIBUTED_SAMPLES = 2  # of those, samples attributed across shifts
+EQUIVARIANCE_SAMPLES = 8  # a relative error per layer: a few samples measure it
 NO_DATA = (
     "no data: pass --data FILE (x, y) (data=(x, y) in Python) to measure {what}; "
     "zoo models regenerate examples from their recipe"
@@ -170,7 +171,7 @@ def run_equivariance(ctx: Context) -> None:
     if fn is None:
         return
     shifts = equivariance_shifts(ctx.geo, ctx.shifts)
-    x = ctx.x[: min(32, ctx.x.shape[0])]
+    x = ctx.x[:EQUIVARIANCE_SAMPLES]
     eq = _run(ctx, "equivariance", lambda: fn(ctx.model, x, shifts, mode=ctx.mode,
                                                structure=ctx.geo))  # fmt: skip
     if eq is not None:

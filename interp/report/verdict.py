@@ -102,8 +102,13 @@ def rel(value: float | None) -> str:
     return f"{100 * value:.1f}%" if value >= 1e-3 else f"{value:.1e}"
 
 
-def _equivariance_reasons(eq: Mapping[str, Any] | None) -> tuple[list[str], list[str]]:
-    """Where equivariance breaks and which strided layers alias, from the equivariance JSON."""
+def _equivariance_reasons(
+    eq: Mapping[str, Any] | None, invariant: bool | None
+) -> tuple[list[str], list[str]]:
+    """Where equivariance breaks and which strided layers alias, from the equivariance JSON.
+
+    ``invariant``: the measured verdict; when accuracy held, anti-aliasing is optional.
+    """
     if not eq:
         return [], []
     reasons, suggestions = [], []
@@ -139,9 +144,15 @@ def _equivariance_reasons(eq: Mapping[str, Any] | None) -> tuple[list[str], list
             quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
         )
         worst = max((lay.get("aliasing_error") or 0.0) for lay in aliasing)
+        text = (
+            f"anti-aliased pooling (blur before subsampling, Zhang 2019) in {names}: shifts "
+            f"off the stride grid change the features by up to {rel(worst)}"
+        )
         suggestions.append(
-            f"Use anti-aliased pooling (blur before subsampling, Zhang 2019) in {names}: shifts "
-            f"off the stride grid change the features by up to {rel(worst)}."
+            f"If exact invariance matters, use {text}, although accuracy held over the swept "
+            "shifts."
+            if invariant
+            else f"Use {text}."
         )
     return reasons, suggestions
 
@@ -220,9 +231,14 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
         if sentence:
             details.append(sentence)
     else:
+        lowest = (
+            f" (lowest {pct(acc[worst])} at {fmt_shift(shifts[worst], axis)})"
+            if acc[worst] < a0
+            else ""
+        )
         reasons.append(
             f"Accuracy stays within {tol * 100:g} points of its {pct(a0)} at {s0} across "
-            f"all {span} (lowest {pct(acc[worst])} at {fmt_shift(shifts[worst], axis)})."
+            f"all {span}{lowest}."
         )
     consistency = sweep.get("consistency")
     if isinstance(consistency, (int, float)):
@@ -259,7 +275,10 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
     suggestions: list[str] = []
     measured = _measured(content)
     head = _head_reason(structure)
-    eq_reasons, eq_suggestions = _equivariance_reasons(content.get("equivariance"))
+    measured_invariant = (measured or {}).get("invariant")
+    eq_reasons, eq_suggestions = _equivariance_reasons(
+        content.get("equivariance"), measured_invariant
+    )
     if measured is not None and "undecided" not in measured:
         invariant: bool | None = measured["invariant"]
         basis = "measured"
