@@ -176,6 +176,10 @@ def sentences(c: AttributionComparison) -> list[str]:
         f"The target-class probability is {p_ref:.2f} unshifted (mean over samples) and "
         f"{float(p[low_p]):.2f} at shift {_fmt_shift(c, shifts[low_p])}."
     )
+    if c.method == "layer_gradcam":
+        out.append("Grad-CAM weighs each kernel by its gradient averaged over positions, so its "
+                   "map follows the activations even when the head weighs positions differently; "
+                   "integrated gradients show what the head does with them.")  # fmt: skip
     if c.relative_delta is not None:
         rel = float(c.relative_delta.nan_to_num(0).max())
         steps = c.settings.get("n_steps")
