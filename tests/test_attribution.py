@@ -260,6 +260,15 @@ def test_model_is_unchanged_after_a_failing_forward(name):
     assert not x.requires_grad
 
 
+def test_works_under_no_grad_and_leaves_it_off(positional_1d):
+    x = torch.rand(2, 1, 64, generator=torch.Generator().manual_seed(12))
+    with torch.no_grad():
+        ours = attribute(positional_1d, x, [0, 1], method="input_x_gradient")
+        assert not torch.is_grad_enabled()
+    expected = ca.InputXGradient(copy.deepcopy(positional_1d).eval()).attribute(x, target=[0, 1])
+    torch.testing.assert_close(ours, expected)
+
+
 def test_train_mode_model_is_attributed_in_eval_mode():
     model = _prepared()
     x = torch.rand(2, 1, 64, generator=torch.Generator().manual_seed(11))
