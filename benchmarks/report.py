@@ -49,8 +49,9 @@ def main() -> None:
     if not args.model.exists():
         sys.exit(f"{args.model} does not exist; train it with `interp train` or pass --model")
     threads = os.environ.get("OMP_NUM_THREADS", "default")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"interp report {args.model} {' '.join(args.extra)}  ({os.cpu_count()} CPUs, "
-          f"OMP_NUM_THREADS {threads})")  # fmt: skip
+          f"OMP_NUM_THREADS {threads}, load average {load} before the run)")  # fmt: skip
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
@@ -59,6 +60,8 @@ def main() -> None:
             print(f"run {i + 1}: {seconds:6.1f} s end to end")
     best, timings = min(runs, key=lambda r: r[0])
     total = timings.get("total", 0.0)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average after: {load} (other work on the machine slows every step)")
     print(
         f"\nbest {best:.1f} s vs target {args.target:.0f} s: "
         f"{best / args.target:.2f}x the target ({'met' if best <= args.target else 'MISSED'})"

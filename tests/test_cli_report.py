@@ -175,3 +175,13 @@ def test_compare_puts_models_side_by_side(files, tmp_path):
     md = (out / "report.md").read_text()
     assert "| positional | NO |" in md and "| pooled | yes |" in md
     assert "figures/compare_connectivity_0.png" in md and "figures/compare_connectivity_1.png" in md
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_report_on_cuda(files, tmp_path):
+    out = tmp_path / "r"
+    result = run(["report", files["positional"], "--data", files["data"], "--out", out,
+                  "--shifts", "-16:16:4", "--samples", "40", "--device", "cuda"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    d = check_schema((out / "report.json").read_text())
+    assert d["settings"]["device"] == "cuda" and d["verdict"]["basis"] == "measured"

@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 
 EXPLAINED_SAMPLES = 3  # samples shown in "why shifted patterns are missed"
 ATTRIBUTED_SAMPLES = 2  # of those, samples attributed across shifts
-EQUIVARIANCE_SAMPLES = 8  # a relative error per layer: a few samples measure it
+EQUIVARIANCE_SAMPLES = 4  # a relative error per layer: a few samples measure it
+CANDIDATES = 64  # samples searched for ones that fail at the telling shift
 NO_DATA = (
     "no data: pass --data FILE (x, y) (data=(x, y) in Python) to measure {what}; "
     "zoo models regenerate examples from their recipe"
@@ -219,9 +220,9 @@ def run_explanation(ctx: Context) -> None:
     def call() -> Any:
         zero = 0 if ctx.geo.spatial_dims == 1 else (0, 0)
         logits, _, _ = logits_fn(
-            ctx.model, x, [zero, shift], mode=ctx.mode, structure=ctx.geo
-        )  # (N, 2, K)
-        index = pick_samples(logits.argmax(-1), y, EXPLAINED_SAMPLES)
+            ctx.model, x[:CANDIDATES], [zero, shift], mode=ctx.mode, structure=ctx.geo
+        )  # (min(N, 64), 2, K)
+        index = pick_samples(logits.argmax(-1), y[:CANDIDATES], EXPLAINED_SAMPLES)
         conn = ctx.results.get("connectivity")
         return index, [
             fn(ctx.model, x[i : i + 1], int(y[i]), shift, mode=ctx.mode,
