@@ -156,23 +156,32 @@ def equivariance(data: Mapping[str, Any]) -> str:
 
 def explanation_intro(data: Mapping[str, Any], axis: Any) -> str:
     samples = ", ".join(str(i) for i in data["samples"])
+    shift = fmt_shift(data["shift"], axis)
+    if data.get("shift_chosen_as") == "largest shift":
+        return (
+            f"Samples {samples} at {shift}, the largest swept shift (accuracy did not drop): "
+            "activity of the feature map before and after the shift and each position's "
+            "contribution to the logits, which move with the pattern while the logits stay."
+        )
     return (
         f"Samples {samples} (right unshifted and wrong shifted where possible, one per class) at "
-        f"{fmt_shift(data['shift'], axis)}, the shift where accuracy is lowest: activity of the "
-        "feature map before and after the shift, each position's contribution to the logits, "
-        "the logit lost and the class that wins instead."
+        f"{shift}, the shift where accuracy is lowest: activity of the feature map before and "
+        "after the shift, each position's contribution to the logits, the logit lost and the "
+        "class that wins instead."
     )
 
 
 def explanation(data: Mapping[str, Any], i: int, axis: Any) -> str:
     entry = data["per_sample"][i]
-    lost = entry.get("logit_drop")
-    lost_text = f" loses {lost:.3g} logit" if isinstance(lost, (int, float)) else ""
+    true, winner, drop = entry["true_class"], entry["winner"], entry.get("logit_drop")
+    change = ""
+    if isinstance(drop, (int, float)):
+        change = f" loses {drop:.3g} logit" if drop > 0 else f" gains {-drop:.3g} logit"
+    outcome = f"'{winner}' wins instead" if winner != true else f"'{true}' still wins"
     return (
-        f"Sample {data['samples'][i]} (class '{entry['true_class']}'){lost_text} when shifted by "
-        f"{fmt_shift(data['shift'], axis)}; '{entry['winner']}' wins instead. Look at where the "
-        "activity moves relative to the dashed footprint, and how the true class's "
-        "contributions there turn into the winner's."
+        f"Sample {data['samples'][i]} (class '{true}'){change} when shifted by "
+        f"{fmt_shift(data['shift'], axis)}; {outcome}. Look at where the activity moves "
+        "relative to the dashed footprint, and where the true class's contributions go."
     )
 
 

@@ -24,6 +24,13 @@ def _as_shift(shift: Any) -> Any:
     return tuple(int(v) for v in shift) if isinstance(shift, (list, tuple)) else int(shift)
 
 
+def dropped(sweep: Mapping[str, Any]) -> bool:
+    """True when accuracy falls more than the tolerance below its shift-0 value somewhere."""
+    shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
+    i0 = min(range(len(shifts)), key=lambda i: (_size(shifts[i]), i))
+    return min(acc) < acc[i0] - float(sweep.get("tolerance") or 0.05)
+
+
 def telling(sweep: Mapping[str, Any]) -> Any:
     """The shift to explain: where accuracy is lowest (smallest such shift), if it drops.
 
@@ -34,9 +41,7 @@ def telling(sweep: Mapping[str, Any]) -> Any:
     -2
     """
     shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
-    i0 = min(range(len(shifts)), key=lambda i: (_size(shifts[i]), i))
-    tol = float(sweep.get("tolerance") or 0.05)
-    if min(acc) < acc[i0] - tol:
+    if dropped(sweep):
         best = min(range(len(acc)), key=lambda i: (acc[i], _size(shifts[i]), i))
     else:
         best = min(range(len(acc)), key=lambda i: (-_size(shifts[i]), i))

@@ -29,7 +29,8 @@ def verdict_section(content: Mapping[str, Any]) -> Section:
         if v["basis"] == "measured"
         else "decided from the architecture; no shift sweep ran"
     )
-    blocks: list[Any] = [Paragraph(f"{v['headline']} ({basis}.)", strong=True)]
+    headline = str(v["headline"]).rstrip(".")
+    blocks: list[Any] = [Paragraph(f"{headline} ({basis}).", strong=True)]
     if v["reasons"]:
         blocks.append(Bullets("Why", tuple(v["reasons"])))
     if v["suggestions"]:
@@ -43,11 +44,13 @@ def architecture_section(geo: Structure, content: Mapping[str, Any]) -> Section:
     """Section 2: the layer table and where positions collapse."""
     rows, highlight = [], []
     head = geo.head
+    where = collapse_layer(geo)
+    collapse = where.name if where is not None else None
     for i, lay in enumerate(geo.layers):
         eq = {True: "yes", False: "NO", None: "n/a"}[lay.equivariant]
         rows.append((lay.name, lay.type, _fmt(lay.output_shape), _fmt(lay.receptive_field),
                      _fmt(lay.stride), eq, lay.role))  # fmt: skip
-        if lay.name in (geo.collapse, head.linear) or lay.equivariant is False:
+        if lay.name in (collapse, head.linear) or lay.equivariant is False:
             highlight.append(i)
     unit = "bins" if geo.spatial_dims == 1 else "px"
     table = Table(
@@ -64,31 +67,42 @@ def architecture_section(geo: Structure, content: Mapping[str, Any]) -> Section:
     return Section("architecture", "Architecture", tuple(blocks))
 
 
+def collapse_layer(geo: Structure) -> Any:
+    """The layer where positions go: a global pool if the head has one, else the first
+    layer without spatial axes (e.g. Flatten), else None."""
+    pooled = next((lay for lay in geo.layers if lay.role == "global pool"), None)
+    if pooled is not None and geo.head.kind == "pooled":
+        return pooled
+    return geo.layer(geo.collapse) if geo.collapse is not None else None
+
+
 def _collapse_sentence(geo: Structure, axis: Any) -> str:
     head = geo.head
-    if geo.collapse is None:
+    collapse = collapse_layer(geo)
+    if collapse is None:
         return "Positions never collapse: the output keeps spatial axes."
-    collapse = geo.layer(geo.collapse)
-    text = f"Positions collapse at layer {collapse.name!r} ({collapse.type})"
+    verb = "are pooled away" if collapse.role == "global pool" else "collapse"
+    text = f"Positions {verb} at layer {collapse.name!r} ({collapse.type})"
     fmap = geo.feature_map
-    if fmap is not None and fmap.receptive_field is not None and fmap.stride is not None:
-        step = ""
-        if axis and geo.spatial_dims == 1:
-            hz = float(axis[0].get("step", 1.0))
-            unit = axis[0].get("unit") or "bins"
-            step = f" ({fmap.receptive_field[0] * hz:g} {unit})"
-        n = 1
-        for p in head.positions or ():
-            n *= p
-        text += (
-            f"; the head reads layer {fmap.name!r}, {head.channels} kernels x "
-            f"{_fmt(head.positions)} positions = {head.channels * n if head.channels else '?'} "
-            f"features, where each position sees {_fmt(fmap.receptive_field)} input positions"
-            f"{step} at a stride of {_fmt(fmap.stride)}."
-        )
-    else:
-        text += "."
-    return text
+    if fmap is None or fmap.receptive_field is None or fmap.stride is None or not head.channels:
+        return text + "."
+    step = ""
+    if axis and geo.spatial_dims == 1:
+        unit = axis[0].get("unit") or "bins"
+        step = f" ({fmap.receptive_field[0] * float(axis[0].get('step', 1.0)):g} {unit})"
+    n = 1
+    for p in head.positions or ():
+        n *= p
+    features = (
+        f"{head.channels * n} features, one per (kernel, position)"
+        if head.kind == "positional"
+        else f"{head.channels} features after pooling, one per kernel"
+    )
+    return text + (
+        f"; the head reads layer {fmap.name!r} ({head.channels} kernels x "
+        f"{_fmt(head.positions)} positions) as {features}. Each position there sees "
+        f"{_fmt(fmap.receptive_field)} input positions{step} at a stride of {_fmt(fmap.stride)}."
+    )
 
 
 def reproducibility_section(content: Mapping[str, Any], timings: Mapping[str, float]) -> Section:

@@ -26,7 +26,13 @@ from interp.report._blocks import (
     figure_ref,
     omitted,
 )
-from interp.report.choose import attribution_shifts, equivariance_shifts, pick_samples, telling
+from interp.report.choose import (
+    attribution_shifts,
+    dropped,
+    equivariance_shifts,
+    pick_samples,
+    telling,
+)
 from interp.report.verdict import pct
 
 if TYPE_CHECKING:
@@ -236,6 +242,7 @@ def run_explanation(ctx: Context) -> None:
         ctx.results["explanation"] = explanations
         ctx.content["explanation"] = {
             "shift": list(shift) if isinstance(shift, tuple) else shift,
+            "shift_chosen_as": "largest shift" if not dropped(sweep) else "lowest accuracy",
             "samples": index,
             "per_sample": [e.to_dict() for e in explanations],
         }

@@ -62,9 +62,16 @@ def _size(shift: Any) -> int:
     return abs(int(shift))
 
 
-def _head_reason(structure: Mapping[str, Any]) -> str | None:
+def _head_reason(structure: Mapping[str, Any], measured_invariant: bool | None) -> str | None:
     head = structure.get("head") or {}
     positions = "x".join(str(p) for p in head.get("positions") or [])
+    if head.get("kind") == "positional" and measured_invariant:
+        return (
+            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels x "
+            f"{positions} positions of layer {head.get('reads')!r} with its own weight for each "
+            "(kernel, position): the invariance measured here was learned position by position "
+            "(e.g. from shift augmentation) and holds only where training put patterns."
+        )
     if head.get("kind") == "positional":
         return (
             f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels x "
@@ -274,8 +281,8 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
     reasons: list[str] = []
     suggestions: list[str] = []
     measured = _measured(content)
-    head = _head_reason(structure)
     measured_invariant = (measured or {}).get("invariant")
+    head = _head_reason(structure, measured_invariant)
     eq_reasons, eq_suggestions = _equivariance_reasons(
         content.get("equivariance"), measured_invariant
     )
