@@ -185,3 +185,24 @@ def test_report_on_cuda(files, tmp_path):
     assert result.exit_code == 0, result.output
     d = check_schema((out / "report.json").read_text())
     assert d["settings"]["device"] == "cuda" and d["verdict"]["basis"] == "measured"
+
+
+@pytest.mark.slow
+def test_shipped_seed_models_side_by_side(tmp_path):
+    root = Path(__file__).resolve().parents[1] / "trained"
+    names = ["seed_cnn", "seed_gap", "seed_aug"]
+    out = tmp_path / "cmp"
+    result = run(["compare", *[root / f"{n}.pt" for n in names], "--out", out,
+                  "--samples", "64", "--shifts=-4000:4000:500", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    d = json.loads((out / "report.json").read_text())
+    verdicts = {n: m["verdict"] for n, m in zip(d["names"], d["models"], strict=True)}
+    assert set(verdicts) == set(names)
+    for m in d["models"]:
+        check_schema(json.dumps(m))
+        assert m["data"]["path"] == "recipe"  # the first model's recipe, for all three
+    cnn, gap = verdicts["seed_cnn"], verdicts["seed_gap"]
+    assert cnn["translation_invariant"] is False and cnn["basis"] == "measured"
+    assert any("global pooling" in s for s in cnn["suggestions"])
+    assert gap["translation_invariant"] is True and gap["basis"] == "measured"
+    assert (out / "figures" / "compare_accuracy.png").is_file()
