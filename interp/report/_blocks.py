@@ -73,6 +73,11 @@ class Gallery:
     figures: tuple[FigureRef, ...]
     kind: Literal["gallery"] = "gallery"
 
+    @property
+    def column_px(self) -> int:
+        """Narrowest column: 60% of the widest figure, so labels stay readable."""
+        return int(0.6 * max((f.width for f in self.figures), default=400))
+
 
 Block = Paragraph | Bullets | Table | FigureRef | Note | Gallery
 

@@ -98,10 +98,11 @@ def sweep_sentences(data: Mapping[str, Any], axis: Any) -> list[str]:
         f"{pct(acc[lo])}, at {fmt_shift(shifts[lo], axis)}; the mean probability of the true "
         f"class goes from {pct(prob[i0])} to {pct(min(prob))}."
     ]
-    if data.get("engine"):
-        how = "the exact fast engine" if data["engine"] == "fast" else "plain forward passes"
-        reason = f" ({data['engine_reason']})" if data.get("engine_reason") else ""
-        out.append(f"Logits for every (sample, shift) come from {how}{reason}.")
+    if data.get("engine_reason"):
+        out.append(f"How the logits of every (sample, shift) were computed: "
+                   f"{data['engine_reason']}.")  # fmt: skip
+    elif data.get("engine"):
+        out.append(f"Logits of every (sample, shift) from the {data['engine']} engine.")
     return out
 
 
@@ -143,11 +144,13 @@ def equivariance_sentences(data: Mapping[str, Any]) -> list[str]:
 
 
 def equivariance(data: Mapping[str, Any]) -> str:
+    brk = data.get("first_break")
+    where = f"layer {brk!r} here" if brk else "no layer crosses it here"
     return (
-        "Relative equivariance error per layer: how far each layer's output for a shifted input "
-        "is from the shifted output. Look for the layer where it jumps: the conv trunk stays "
-        "near 0 (on its stride grid), the head is where equivariance ends."
-        + (f" First break: {data['first_break']!r}." if data.get("first_break") else "")
+        "Relative equivariance error per layer: how far each layer's output for a shifted "
+        "input is from the shifted output (interior, on the stride grid), how much strided "
+        "layers change off the grid (aliasing), and how much outputs without positions change. "
+        f"Look for the first bar above the dotted tolerance line: {where}."
     )
 
 
@@ -189,11 +192,11 @@ def explanation(data: Mapping[str, Any], i: int, axis: Any) -> str:
 
 
 def attribution_intro(data: Mapping[str, Any], axis: Any) -> str:
-    shifts = ", ".join(fmt_shift(s, axis) for s in data["shifts"])
     samples = ", ".join(str(i) for i in data["samples"])
     return (
-        f"{data['method']} attributions of samples {samples} for their true class at shifts "
-        f"{shifts}, shifted back and compared with the map of the unshifted input."
+        f"Samples {samples} (the first of those explained above, when there are), attributed "
+        f"to their true class with {data['method']} at shifts "
+        f"{', '.join(fmt_shift(s, axis) for s in data['shifts'])}."
     )
 
 
