@@ -75,11 +75,11 @@ def clean_stale(parent: Path) -> list[Path]:
     return done
 
 
-def _check_target(target: Path, force: bool) -> bool:
+def _check_target(target: Path, force: bool, shown: Path) -> bool:
     """Return True when ``target`` exists and will be replaced; raise when it must not be."""
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise InterpError(
-            f"`out` {str(target)!r} exists and is not a directory; choose another directory"
+            f"`out` {str(shown)!r} exists and is not a directory; choose another directory"
         )
     if not target.exists():
         return False
@@ -89,12 +89,12 @@ def _check_target(target: Path, force: bool) -> bool:
     strangers = [name for name in contents if name not in REPORT_NAMES]
     if strangers:
         raise InterpError(
-            f"`out` {str(target)!r} holds files that are not part of a report "
+            f"`out` {str(shown)!r} holds files that are not part of a report "
             f"({', '.join(repr(s) for s in strangers[:3])}); choose a new or empty directory"
         )
     if not force:
         raise InterpError(
-            f"`out` {str(target)!r} already holds a report; pass --force (force=True) to "
+            f"`out` {str(shown)!r} already holds a report; pass --force (force=True) to "
             "replace it, or choose another directory"
         )
     return True
@@ -142,8 +142,9 @@ def write_tree(target: Path | str, files: Mapping[str, bytes], *, force: bool = 
     >>> write_tree("out/report", {"report.json": b"{}"})        # doctest: +SKIP
     PosixPath('out/report')
     """
-    target = Path(target)
-    parent = target.absolute().parent
+    shown = Path(target)  # as the user wrote it, for messages
+    target = Path(os.path.abspath(target))  # '.', '..' and trailing slashes resolved
+    parent = target.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -151,7 +152,7 @@ def write_tree(target: Path | str, files: Mapping[str, bytes], *, force: bool = 
             f"cannot create `out` directory {str(parent)!r}: {err.strerror}; choose another"
         ) from None
     clean_stale(parent)
-    replace = _check_target(target, force)
+    replace = _check_target(target, force, shown)
     tmp = parent / temp_name(target.name, "tmp")
     try:
         tmp.mkdir()
@@ -175,10 +176,10 @@ def write_tree(target: Path | str, files: Mapping[str, bytes], *, force: bool = 
             _fsync_dir(parent)
     except OSError as err:
         raise InterpError(
-            f"could not write the report to {str(target)!r}: {err.strerror or err}; "
+            f"could not write the report to {str(shown)!r}: {err.strerror or err}; "
             "free disk space or choose another `out` directory"
         ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return shown
