@@ -192,6 +192,12 @@ def test_positional_model_is_measured_not_invariant(positional_report):
     assert any("Augment training" in s for s in v["suggestions"])
 
 
+def test_verdict_is_a_function_of_the_json_alone(positional_report, pooled_report):
+    for rep in (positional_report, pooled_report):
+        d = rep.to_dict()
+        assert verdict({k: v for k, v in d.items() if k != "verdict"}) == d["verdict"]
+
+
 def test_pooled_model_is_measured_invariant(pooled_report):
     d = check_schema(pooled_report.to_json())
     v = d["verdict"]

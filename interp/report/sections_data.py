@@ -146,6 +146,8 @@ def connectivity_section(ctx: Context) -> Section:
     if getattr(conn, "kernels", None) is not None:
         blocks.append(_figure("connectivity_kernels", lambda: conn.plot_kernels(0),
                               captions.kernels(conn.classes[0])))  # fmt: skip
+    elif getattr(conn, "kernels_note", ""):
+        blocks.append(Note(f"No learned-kernel figure: {conn.kernels_note}."))
     if ctx.x is None:
         blocks.append(Note(NO_DATA.format(what="the footprint of each class")))
     blocks += _warned(ctx, "connectivity")
