@@ -46,13 +46,14 @@ def compare(
 
     if len(model_paths) < 2:
         raise InputError(f"`MODEL` got {len(model_paths)} file; compare needs at least two models")
-    loaded = []
+    loaded, shapes = [], []
     for path in model_paths:
-        model, info, _shape = load_model(
+        model, info, shape = load_model(
             path, trust=trust, arch=arch, input_shape=input_shape, device=device
         )
         loaded.append((model, info))
-    data = load_data_for(data_path, loaded[0][0], _shape)
+        shapes.append(shape)
+    data = load_data_for(data_path, loaded[0][0], shapes[0])
     target = out or Path("reports") / ("compare-" + "-".join(p.stem for p in model_paths))
     rep = build(loaded, data=data, shifts=shifts, mode=shift_mode, method=method,
                 samples=samples, seed=seed, device=device,

@@ -29,7 +29,7 @@ def analysis_options(func: F) -> F:
                      "-500,0,500 (default: the full input range)."),
         click.option("--shift-mode", type=click.Choice(["roll", "zero", "edge"]), default="roll",
                      show_default=True, help="How vacated positions are filled."),
-        click.option("--method", default="integrated_gradients", show_default=True,
+        click.option("--method", metavar="NAME", default="integrated_gradients", show_default=True,
                      help="Attribution method (interp.METHODS)."),
         click.option("--samples", type=click.IntRange(min=1), default=400, show_default=True,
                      help="Examples used (a seeded random subset of larger data)."),
