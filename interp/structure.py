@@ -13,35 +13,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-from interp._guard import inspecting
+from interp._head import Head, HeadKind, classify_head
+from interp._infer import infer_input_shape
+from interp._layer_kinds import (
+    ADAPTIVE,
+    CONV,
+    IDENTITY_IN_EVAL,
+    POINTWISE,
+    device_of,
+    is_spatial,
+    window,
+)
+from interp._probe import Event, probe
 from interp.errors import InterpError
 
-HeadKind = Literal["positional", "pooled", "unknown"]
-
-_CONV = (nn.Conv1d, nn.Conv2d)
-_MAXPOOL = (nn.MaxPool1d, nn.MaxPool2d)
-_AVGPOOL = (nn.AvgPool1d, nn.AvgPool2d)
-_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
-_POINTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
-    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
-    nn.BatchNorm1d, nn.BatchNorm2d,
-)  # fmt: skip
-# Layers that are the identity in eval mode: allowed between a feature map and its head.
-IDENTITY_IN_EVAL = (
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.AlphaDropout,
-    nn.Flatten,
-)
+__all__ = [
+    "IDENTITY_IN_EVAL",
+    "Head",
+    "HeadKind",
+    "Layer",
+    "Structure",
+    "explain",
+    "infer_input_shape",
+    "strided_layers",
+    "structure",
+    "window",
+]
 
 
 @dataclass(frozen=True)
@@ -62,29 +64,6 @@ class Layer:
     offset: tuple[int, ...] | None
     equivariant: bool | None  # None: acts on a vector with no positions left
     role: str  # "conv", "pool", "pointwise", "global pool", "reshape", "mixes positions", ...
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Head:
-    """Where positions collapse and how the classifier reads the feature map.
-
-    ``kind`` is ``positional`` when a Linear gives every (kernel, position) its own
-    weight, ``pooled`` when positions are pooled away first, else ``unknown``.
-    ``exact`` is True when the Linear's input is exactly ``flatten(feature map)``
-    (positional) or ``reduce(feature map)`` (pooled) and its output is the logits,
-    so logits can be decomposed over the feature map.
-    """
-
-    kind: HeadKind
-    linear: str | None
-    reads: str | None
-    channels: int | None
-    positions: tuple[int, ...] | None
-    pooling: str | None  # "mean", "max" or None
-    exact: bool
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,80 +139,6 @@ def _listify(value: tuple[int, ...] | None) -> list[int] | None:
     return None if value is None else list(value)
 
 
-def _ntuple(value: Any, n: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * n
-    out = tuple(int(v) for v in value)
-    return out * n if len(out) == 1 and n > 1 else out
-
-
-def window(module: nn.Module, dims: int) -> tuple[tuple[int, ...], ...] | None:
-    """(kernel, stride, dilation, left padding) per axis of a windowed layer, else None.
-
-    Conv padding ``'same'`` pads ``dilation * (k - 1) // 2`` on the left, as PyTorch does.
-    """
-    if not isinstance(module, (*_CONV, *_MAXPOOL, *_AVGPOOL)):
-        return None
-    kernel = _ntuple(module.kernel_size, dims)
-    stride = _ntuple(module.stride if module.stride is not None else module.kernel_size, dims)
-    dilation = _ntuple(getattr(module, "dilation", 1), dims)
-    padding: Any = module.padding
-    if padding == "valid":
-        padding = 0
-    if padding == "same":
-        padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
-    return kernel, stride, dilation, _ntuple(padding, dims)
-
-
-@dataclass
-class _Event:
-    name: str
-    module: nn.Module
-    inputs: tuple[torch.Tensor, ...]
-    output: Any
-
-
-def _probe(model: nn.Module, x: torch.Tensor) -> tuple[list[_Event], torch.Tensor]:
-    """Run ``model(x)`` once, recording every leaf call in firing order."""
-    events: list[_Event] = []
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children()) and n]
-    if not leaves:  # a bare layer passed as the model
-        leaves = [("", model)]
-    handles = []
-
-    def make_hook(name: str):
-        def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            tensors = tuple(t.detach().clone() for t in inputs if isinstance(t, torch.Tensor))
-            out = output.detach().clone() if isinstance(output, torch.Tensor) else None
-            events.append(_Event(name, module, tensors, out))
-
-        return hook
-
-    with inspecting(model):
-        try:
-            for name, module in leaves:
-                handles.append(module.register_forward_hook(make_hook(name)))
-            with torch.no_grad():
-                out = model(x)
-        except InterpError:
-            raise
-        except Exception as exc:
-            shape = tuple(x.shape)
-            raise InterpError(
-                f"the model fails on an input of shape {shape}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}; pass the right `--input-shape`"
-            ) from exc
-        finally:
-            for handle in handles:
-                handle.remove()
-    if not isinstance(out, torch.Tensor):
-        raise InterpError(
-            f"the model returned {type(out).__name__}, not a tensor of logits; "
-            "wrap it so that forward returns (N, classes)"
-        )
-    return events, out.detach()
-
-
 def structure(
     model: nn.Module,
     x: torch.Tensor | None = None,
@@ -257,7 +162,7 @@ def structure(
     if x is None:
         shape = tuple(input_shape) if input_shape is not None else infer_input_shape(model)
         gen = torch.Generator().manual_seed(0)
-        device = _device_of(model)
+        device = device_of(model)
         x = torch.rand((1, *shape), generator=gen).to(device)
     else:
         if not isinstance(x, torch.Tensor):
@@ -269,9 +174,9 @@ def structure(
             "interp explains Conv1d and Conv2d models"
         )
     dims = x.dim() - 2
-    events, out = _probe(model, x)
+    events, out = probe(model, x)
     layers = _geometry(events, dims)
-    head, collapse = _classify_head(events, layers, out, dims)
+    head, collapse = classify_head(events, out, dims)
     if head.kind == "positional":
         # The Linear that gives every (kernel, position) its own weight is where
         # equivariance breaks, even though its input is already a flat vector.
@@ -294,16 +199,7 @@ def structure(
     )
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _is_spatial(t: Any, dims: int) -> bool:
-    return isinstance(t, torch.Tensor) and t.dim() == dims + 2
-
-
-def _geometry(events: list[_Event], dims: int) -> list[Layer]:
+def _geometry(events: list[Event], dims: int) -> list[Layer]:
     """Receptive field / stride / offset per layer, following the firing order."""
     rf = (1,) * dims
     jump = (1,) * dims
@@ -313,8 +209,8 @@ def _geometry(events: list[_Event], dims: int) -> list[Layer]:
     for event in events:
         module = event.module
         out = event.output
-        out_spatial = _is_spatial(out, dims)
-        in_spatial = bool(event.inputs) and _is_spatial(event.inputs[0], dims)
+        out_spatial = is_spatial(out, dims)
+        in_spatial = bool(event.inputs) and is_spatial(event.inputs[0], dims)
         role, equivariant = "unknown", None
         win = window(module, dims)
         if not spatial or not in_spatial:
@@ -328,13 +224,13 @@ def _geometry(events: list[_Event], dims: int) -> list[Layer]:
                 r + (k - 1) * d * j for r, k, d, j in zip(rf, kernel, dilation, jump, strict=True)
             )
             jump = tuple(j * s for j, s in zip(jump, stride, strict=True))
-            role = "conv" if isinstance(module, _CONV) else "pool"
+            role = "conv" if isinstance(module, CONV) else "pool"
             equivariant = True
-        elif isinstance(module, _ADAPTIVE) and out_spatial and all(v == 1 for v in out.shape[2:]):
+        elif isinstance(module, ADAPTIVE) and out_spatial and all(v == 1 for v in out.shape[2:]):
             role, equivariant = "global pool", True
             n_in = tuple(int(v) for v in event.inputs[0].shape[2:])
             rf = tuple(r + (n - 1) * j for r, n, j in zip(rf, n_in, jump, strict=True))
-        elif isinstance(module, _POINTWISE) and out_spatial and out.shape == event.inputs[0].shape:
+        elif isinstance(module, POINTWISE) and out_spatial and out.shape == event.inputs[0].shape:
             role, equivariant = "pointwise", True
         elif isinstance(module, nn.Flatten) and not out_spatial:
             role, equivariant = "reshape", True
@@ -359,169 +255,6 @@ def _geometry(events: list[_Event], dims: int) -> list[Layer]:
         )
         spatial = keeps
     return layers
-
-
-def _classify_head(
-    events: list[_Event], layers: list[Layer], out: torch.Tensor, dims: int
-) -> tuple[Head, str | None]:
-    unknown = Head("unknown", None, None, None, None, None, False)
-    # The first layer whose output has no positions left.
-    collapse = next(
-        (
-            lay.name
-            for lay, ev in zip(layers, events, strict=True)
-            if not _is_spatial(ev.output, dims)
-        ),
-        None,
-    )
-    lin_idx = next(
-        (
-            i
-            for i, ev in enumerate(events)
-            if isinstance(ev.module, nn.Linear) and ev.inputs and ev.inputs[0].dim() == 2
-        ),
-        None,
-    )
-    if lin_idx is None:
-        return unknown, collapse
-    spatial_before = [i for i in range(lin_idx) if _is_spatial(events[i].output, dims)]
-    if not spatial_before:
-        return unknown, collapse
-    reads_idx = spatial_before[-1]
-    # Skip back over layers that are the identity in eval (Dropout after a pooling...).
-    while reads_idx > 0 and isinstance(events[reads_idx].module, IDENTITY_IN_EVAL[:-1]):
-        prev = reads_idx - 1
-        if not _is_spatial(events[prev].output, dims) or not torch.equal(
-            events[prev].output, events[reads_idx].output
-        ):
-            break
-        reads_idx = prev
-    reads, linear = events[reads_idx], events[lin_idx]
-    fmap = reads.output[0]  # (C, *positions) of the first sample
-    channels = int(fmap.shape[0])
-    positions = tuple(int(v) for v in fmap.shape[1:])
-    lin_in = linear.inputs[0][0]
-    is_last = lin_idx == len(events) - 1 and linear.output.shape == out.shape
-    is_last = is_last and torch.equal(linear.output, out)
-    n_pos = 1
-    for p in positions:
-        n_pos *= p
-    module = linear.module
-    assert isinstance(module, nn.Linear)
-    if module.in_features == channels * n_pos and n_pos > 1:
-        exact = is_last and torch.equal(lin_in, fmap.reshape(-1))
-        head = Head("positional", linear.name, reads.name, channels, positions, None, exact)
-    elif module.in_features == channels:
-        spatial_axes = tuple(range(1, fmap.dim()))
-        pooling = None
-        if n_pos == 1 and torch.equal(lin_in, fmap.reshape(-1)):
-            pooling = _pooling_of(reads.module)
-        elif torch.allclose(lin_in, fmap.mean(spatial_axes), rtol=1e-5, atol=1e-6):
-            pooling = "mean"
-        elif torch.equal(lin_in, fmap.amax(spatial_axes)):
-            pooling = "max"
-        if n_pos == 1 and pooling is not None:
-            # The pooling layer itself is the feature map; read the map before it.
-            before = [i for i in range(reads_idx) if _is_spatial(events[i].output, dims)]
-            if before and events[reads_idx].inputs:
-                src = events[before[-1]]
-                if torch.equal(src.output, events[reads_idx].inputs[0]):
-                    fmap = src.output[0]
-                    channels = int(fmap.shape[0])
-                    positions = tuple(int(v) for v in fmap.shape[1:])
-                    reads = src
-        head = Head(
-            "pooled",
-            linear.name,
-            reads.name,
-            channels,
-            positions,
-            pooling,
-            is_last and pooling is not None,
-        )
-    else:
-        return Head("unknown", linear.name, reads.name, channels, positions, None, False), collapse
-    return head, collapse
-
-
-def _pooling_of(module: nn.Module) -> str | None:
-    if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, *_AVGPOOL)):
-        return "mean"
-    if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, *_MAXPOOL)):
-        return "max"
-    return None
-
-
-class _Stop(Exception):
-    """Raised inside a pre-hook to end a probe forward early."""
-
-
-def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
-    """Infer (C, L) or (C, H, W) from the first conv and, if any, the head Linear.
-
-    The channel count comes from the first Conv1d/Conv2d. For a positional head,
-    the length is the largest L (square H = W for 2D) whose flattened feature map
-    equals the Linear's ``in_features``, found by bisection on probe passes that
-    stop at the Linear.
-
-    Raises:
-        InterpError: when there is no conv layer or no length fits.
-    """
-    conv = next((m for m in model.modules() if isinstance(m, _CONV)), None)
-    if conv is None:
-        raise InterpError(
-            "cannot infer the input shape: the model has no Conv1d/Conv2d layer; "
-            "pass `--input-shape C,L` (or C,H,W)"
-        )
-    dims = 1 if isinstance(conv, nn.Conv1d) else 2
-    linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
-    hint = "pass `--input-shape " + ("C,L`" if dims == 1 else "C,H,W`")
-    if linear is None:
-        raise InterpError(f"cannot infer the input length: the model has no Linear head; {hint}")
-    device = _device_of(model)
-
-    def features(n: int) -> int | None:
-        seen: list[int] = []
-
-        def pre(_m: nn.Module, inputs: tuple[Any, ...]) -> None:
-            seen.append(int(inputs[0].shape[-1]))
-            raise _Stop
-
-        x = torch.zeros((1, conv.in_channels, *(n,) * dims), device=device)
-        with inspecting(model):
-            handle = linear.register_forward_pre_hook(pre)
-            try:
-                model(x)
-            except _Stop:
-                pass
-            except Exception:
-                return None
-            finally:
-                handle.remove()
-        return seen[0] if seen else None
-
-    target = linear.in_features
-    # Smallest n with features(n) >= target (doubling, then bisection), then walk up
-    # while it still equals target: the largest length that fits.
-    hi, cap = 1, 1 << (22 if dims == 1 else 13)
-    while hi < cap and ((f := features(hi)) is None or f < target):
-        hi *= 2
-    lo = hi // 2 + 1 if hi > 1 else 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        f = features(mid)
-        if f is None or f < target:
-            lo = mid + 1
-        else:
-            hi = mid
-    if features(lo) != target:
-        raise InterpError(
-            f"cannot infer the input length: no input size gives the {target} features "
-            f"the head Linear expects; {hint}"
-        )
-    while features(lo + 1) == target:
-        lo += 1
-    return (conv.in_channels, *(lo,) * dims)
 
 
 def explain(geo: Structure) -> list[str]:
