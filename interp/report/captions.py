@@ -130,8 +130,8 @@ def per_class(data: Mapping[str, Any], axis: Any) -> str:
             worst.append(f"'{name}' {pct(v)} at {fmt_shift(data['shifts'][i], axis)}")
     low = "; ".join(worst)
     return (
-        "Accuracy of each class versus shift. Look for classes that fail first: a class whose "
-        f"weights sit near the edge of the data loses its neurons soonest. Lowest: {low}."
+        "Accuracy of each class versus shift. Look for the classes that fail first, and at "
+        f"which shifts. Lowest: {low}."
     )
 
 
