@@ -140,11 +140,24 @@ def shift_sentence(e: ShiftExplanation) -> str:
     else:
         s += "."
     out.append(s)
+    at_b, at_a = e.true_at_pattern_before, e.true_at_pattern_after
+    if at_b is not None and at_a is not None and e.kind == "positional":
+        out.append(
+            f"Where its activations lie, {name} collected {at_b:+.2f} before the shift and "
+            f"{at_a:+.2f} after."
+        )
     if e.winner != t:
         w = e.winner
-        s = f"{e.classes[w]!r} wins instead (logit {float(e.logits_after[w]):.2f})"
-        if e.winner_span is not None:
-            s += f", most of its evidence from {g.span(*e.winner_span)}"
+        s = (
+            f"{e.classes[w]!r} wins instead (logit {float(e.logits_before[w]):.2f} -> "
+            f"{float(e.logits_after[w]):.2f})"
+        )
+        moved, left = e.winner_gain_at_pattern, e.winner_gain_at_origin
+        if moved is not None and left is not None and e.winner_gain > 0:
+            s += (
+                f": of its {e.winner_gain:+.2f} gain, {left:+.2f} comes from the positions the "
+                f"activations left and {moved:+.2f} from those they moved to"
+            )
         out.append(s + ".")
     else:
         out.append(f"The model still predicts {name}.")

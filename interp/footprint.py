@@ -11,8 +11,9 @@ the memory of one batch:
 3. ``deviation[k] = |mean[k] - background[k]|``: how much the class's data
    moves each neuron away from background. Absolute, because a pattern that
    silences a kernel informs the weights as much as one that excites it.
-4. ``profile[k]`` (*P): deviation summed over kernels, keeping only positions
-   at >= ``floor`` (10%) of its peak, so diffuse noise cannot widen step 5.
+4. ``profile[k]`` (*P): deviation summed over kernels, less its median over
+   positions, keeping positions at >= ``floor`` (10%) of its peak, so diffuse
+   noise cannot widen step 5 (:func:`interp.grid.signal`).
 5. The footprint ``[lo, hi]`` (per axis; a rectangle in 2D, from the
    marginals) is the central interval holding ``fraction`` (95%) of that
    profile's mass. ``kernel_mask`` marks the (kernel, position) cells whose
@@ -87,8 +88,8 @@ class Footprint:
     def rule(self) -> str:
         return (
             f"central {self.fraction:.0%} of the class-mean activation's deviation from its "
-            f"per-kernel median over positions, summed over kernels, counting positions at "
-            f">= {self.floor:.0%} of the peak"
+            f"per-kernel median over positions, summed over kernels, counting positions above "
+            f"the median and at >= {self.floor:.0%} of the peak"
         )
 
     def to_dict(self) -> dict[str, Any]:

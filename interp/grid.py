@@ -76,8 +76,7 @@ class Grid:
         if self.dims == 1:
             return f"positions {parts[0][0]} (input {parts[0][1]})"
         return (
-            f"rows {parts[0][0]} x columns {parts[1][0]} "
-            f"(input y {parts[0][1]}, x {parts[1][1]})"
+            f"rows {parts[0][0]} x columns {parts[1][0]} (input y {parts[0][1]}, x {parts[1][1]})"
         )
 
     @classmethod
@@ -119,11 +118,19 @@ def axis_list(axis: Any, dims: int) -> tuple[Mapping[str, Any], ...] | None:
 
 
 def signal(profile: torch.Tensor, floor: float = FLOOR) -> torch.Tensor:
-    """``profile`` (*P) with positions below ``floor`` of its peak set to 0."""
-    peak = profile.max()
+    """The part of a (*P) profile that stands out: above its median, and >= ``floor`` of the peak.
+
+    The median removes the level that noise gives every position (a single sample's
+    activity is never zero off the pattern); the floor removes scattered noise peaks.
+
+    >>> signal(torch.tensor([1.0, 1.0, 1.0, 5.0, 1.2]))
+    tensor([0., 0., 0., 4., 0.])
+    """
+    above = (profile - profile.median()).clamp(min=0)
+    peak = above.max()
     if peak <= 0:
         return torch.zeros_like(profile)
-    return torch.where(profile >= floor * peak, profile, torch.zeros_like(profile))
+    return torch.where(above >= floor * peak, above, torch.zeros_like(above))
 
 
 def mass_interval(

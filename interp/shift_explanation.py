@@ -19,7 +19,7 @@ from torch import nn
 
 from interp.decompose import all_shift_scores, decompose
 from interp.errors import InterpError
-from interp.grid import Grid, deviation, mass_interval, pos, signal
+from interp.grid import Grid, box_mask, deviation, mass_interval, pos, signal
 from interp.structure import Structure
 from interp.structure import structure as _structure
 
@@ -59,7 +59,7 @@ class ShiftExplanation:
     footprint: Span | None
     footprint_mask: torch.Tensor | None
     winner: int
-    winner_span: Span | None
+    winner_span: Span | None  # where the winner's logit grew most (central 90% of its gain)
     fmap_shift_scores: torch.Tensor | None  # (K, *P) score of every circular map shift
     kept_range: tuple[int, int] | None  # map shifts around 0 where the true class wins (1D)
 
@@ -68,6 +68,38 @@ class ShiftExplanation:
         """The shift in feature-map positions (input shift / cumulative stride)."""
         s = self.shift if isinstance(self.shift, tuple) else (self.shift,)
         return tuple(v / st for v, st in zip(s, self.grid.stride, strict=True))
+
+    def _box_sum(self, values: torch.Tensor, span: Span | None) -> float | None:
+        if span is None:
+            return None
+        return float((values * box_mask(self.grid.positions, *span)).sum())
+
+    @property
+    def true_at_pattern_before(self) -> float | None:
+        """The true class's contributions from where the sample's activity lies, unshifted."""
+        return self._box_sum(self.contributions_before[self.true_class], self.activity_span_before)
+
+    @property
+    def true_at_pattern_after(self) -> float | None:
+        """The same, after the shift: from where the activity moved to."""
+        return self._box_sum(self.contributions_after[self.true_class], self.activity_span_after)
+
+    @property
+    def winner_gain(self) -> float:
+        """How much the winning class's logit grew with the shift."""
+        return float(self.logits_after[self.winner] - self.logits_before[self.winner])
+
+    @property
+    def winner_gain_at_pattern(self) -> float | None:
+        """The winner's contribution change at the positions the activity moved to."""
+        gain = self.contributions_after[self.winner] - self.contributions_before[self.winner]
+        return self._box_sum(gain, self.activity_span_after)
+
+    @property
+    def winner_gain_at_origin(self) -> float | None:
+        """The winner's contribution change at the positions the activity left."""
+        gain = self.contributions_after[self.winner] - self.contributions_before[self.winner]
+        return self._box_sum(gain, self.activity_span_before)
 
     @property
     def logit_drop(self) -> float:
@@ -124,6 +156,11 @@ class ShiftExplanation:
             "footprint": span(self.footprint),
             "winner": self.classes[self.winner],
             "winner_span": span(self.winner_span),
+            "winner_gain": num(self.winner_gain),
+            "winner_gain_at_pattern": num(self.winner_gain_at_pattern),
+            "winner_gain_at_origin": num(self.winner_gain_at_origin),
+            "true_at_pattern_before": num(self.true_at_pattern_before),
+            "true_at_pattern_after": num(self.true_at_pattern_after),
             "kept_range": list(self.kept_range) if self.kept_range else None,
             "sentence": self.sentence(),
         }
@@ -215,7 +252,9 @@ def explain_shift(
         footprint=(fp.lo[t], fp.hi[t]) if has_fp else None,  # type: ignore[arg-type,union-attr]
         footprint_mask=fp.mask[t] if has_fp else None,  # type: ignore[union-attr]
         winner=winner,
-        winner_span=mass_interval(signal(per_pos[1, winner].clamp(min=0)), 0.9),
+        winner_span=mass_interval(
+            signal((per_pos[1, winner] - per_pos[0, winner]).clamp(min=0)), 0.9
+        ),
         fmap_shift_scores=scores,
         kept_range=kept,
     )

@@ -48,7 +48,9 @@ def test_hand_set_shift_by_hand(hand_set_1d):
     text = e.sentence()
     assert "falls from 2.00 to 0.00 (100% of its evidence, the logit minus the bias, lost)" in text
     assert "0% of their mass lies inside the training footprint of 'left' (100% before)" in text
-    assert "'right' wins instead (logit 2.00)" in text
+    assert "'right' wins instead (logit 0.00 -> 2.00): of its +2.00 gain, +0.00 comes from " in text
+    assert "the activations left and +2.00 from those they moved to" in text
+    assert "'left' collected +2.00 before the shift and +0.00 after" in text
     d = e.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["winner"] == "right" and d["footprint"] == [0, 1] and d["fraction_lost"] == 1.0
