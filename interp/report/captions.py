@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from interp.report.verdict import fmt_shift, pct
+from interp.report._format import fmt_shift, pct, size
 
 
 def _units(values: Sequence[float], axis: Any) -> list[float]:
@@ -80,9 +80,6 @@ def kernels(name: str) -> str:
 
 
 def _zero_index(shifts: Sequence[Any]) -> int:
-    def size(s: Any) -> int:
-        return max(abs(int(v)) for v in s) if isinstance(s, (list, tuple)) else abs(int(s))
-
     return min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
 
 

@@ -11,13 +11,8 @@ from typing import Any
 
 import torch
 
+from interp.report._format import size
 from interp.structure import Structure
-
-
-def _size(shift: Any) -> int:
-    if isinstance(shift, (list, tuple)):
-        return max(abs(int(v)) for v in shift)
-    return abs(int(shift))
 
 
 def _as_shift(shift: Any) -> Any:
@@ -27,7 +22,7 @@ def _as_shift(shift: Any) -> Any:
 def dropped(sweep: Mapping[str, Any]) -> bool:
     """True when accuracy falls more than the tolerance below its shift-0 value somewhere."""
     shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
-    i0 = min(range(len(shifts)), key=lambda i: (_size(shifts[i]), i))
+    i0 = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
     return min(acc) < acc[i0] - float(sweep.get("tolerance") or 0.05)
 
 
@@ -42,9 +37,9 @@ def telling(sweep: Mapping[str, Any]) -> Any:
     """
     shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
     if dropped(sweep):
-        best = min(range(len(acc)), key=lambda i: (acc[i], _size(shifts[i]), i))
+        best = min(range(len(acc)), key=lambda i: (acc[i], size(shifts[i]), i))
     else:
-        best = min(range(len(acc)), key=lambda i: (-_size(shifts[i]), i))
+        best = min(range(len(acc)), key=lambda i: (-size(shifts[i]), i))
     return _as_shift(shifts[best])
 
 
@@ -96,10 +91,10 @@ def equivariance_shifts(geo: Structure, sweep_shifts: Sequence[Any]) -> list[Any
     >>> from types import SimpleNamespace as N
     >>> geo = N(spatial_dims=1, layers=[N(stride=(2,))])
     >>> equivariance_shifts(geo, [-64, 0, 64])
-    [1, 2, 3, 4, 5, 64]
+    [1, 2, 3, 4, 64]
     """
     s = _stride(geo)
-    positive = [_size(v) for v in sweep_shifts if _size(v) > 0]
+    positive = [size(v) for v in sweep_shifts if size(v) > 0]
     q = min(positive) if positive else None
     if geo.spatial_dims == 1:
         values = {1, 2, 3, s, s + 1, 2 * s}
@@ -118,8 +113,8 @@ def attribution_shifts(shift: Any, sweep_shifts: Sequence[Any]) -> list[Any]:
     >>> attribution_shifts(-3000, [])
     [-3000, -1500, 0, 1500, 3000]
     """
-    if shift is None or _size(shift) == 0:
-        shift = max(sweep_shifts, key=_size) if sweep_shifts else 0
+    if shift is None or size(shift) == 0:
+        shift = max(sweep_shifts, key=size) if sweep_shifts else 0
     shift = _as_shift(shift)
     if isinstance(shift, tuple):
         dy, dx = shift

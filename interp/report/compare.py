@@ -25,6 +25,7 @@ from interp.report._blocks import (
     omitted,
 )
 from interp.report._figures import plot_compare_accuracy
+from interp.report._format import fmt_shift, pct, size
 from interp.report._inputs import sample_recipe
 from interp.report._json import COMPARE_SCHEMA, jsonable
 from interp.report._report import Report
@@ -34,7 +35,6 @@ from interp.report.build import (
     default_shift_spec,
     report,
 )
-from interp.report.verdict import fmt_shift, pct
 
 
 def _names(models: Sequence[tuple[Any, Any]]) -> list[str]:
@@ -132,7 +132,7 @@ def _verdicts(names: list[str], dicts: list[dict[str, Any]], axis: Any) -> Secti
         acc0 = lowest = consistency = "-"
         if sweep:
             acc, shifts = sweep["accuracy"], sweep["shifts"]
-            z = min(range(len(shifts)), key=lambda i: (abs(_size(shifts[i])), i))
+            z = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
             lo = min(range(len(acc)), key=lambda i: (acc[i], i))
             acc0 = pct(acc[z])
             lowest = f"{pct(acc[lo])} at {fmt_shift(shifts[lo], axis)}"
@@ -151,10 +151,6 @@ def _verdicts(names: list[str], dicts: list[dict[str, Any]], axis: Any) -> Secti
         items = tuple(v["reasons"][:2]) + tuple(f"To do: {s}" for s in v["suggestions"][:2])
         blocks.append(Bullets(f"{name}: {v['headline']}", items))
     return Section("verdicts", "Verdicts side by side", tuple(blocks))
-
-
-def _size(shift: Any) -> int:
-    return max(abs(int(v)) for v in shift) if isinstance(shift, (list, tuple)) else abs(int(shift))
 
 
 def _accuracy(names: list[str], dicts: list[dict[str, Any]], axis: Any) -> Section:

@@ -15,51 +15,14 @@ axis), so every sentence it writes can be checked against numbers in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
+from interp.report._format import fmt_extent, fmt_shift, pct, rel, size
+
+__all__ = ["fmt_extent", "fmt_shift", "pct", "rel", "size", "verdict"]
+
 TOLERANCE = 0.05  # accuracy points below shift 0 that still count as invariant
-
-
-def pct(value: float) -> str:
-    """0.985 -> '98.5%'."""
-    return f"{100 * value:.1f}%"
-
-
-def _num(value: float) -> str:
-    return f"{value:+g}" if value else "0"
-
-
-def fmt_shift(shift: Any, axis: Sequence[Mapping[str, Any]] | None) -> str:
-    """A shift in the input's units: ``+3000 Hz``, ``(dy, dx) = (+8, -8) px``.
-
-    >>> fmt_shift(-3000, [{"unit": "Hz", "step": 1.0}])
-    '-3000 Hz'
-    """
-    axes = list(axis or [])
-    if isinstance(shift, (list, tuple)):
-        steps = [float(axes[i].get("step", 1.0)) if i < len(axes) else 1.0 for i in range(2)]
-        unit = (axes[0].get("unit") if axes else None) or "px"
-        values = ", ".join(_num(float(v) * st) for v, st in zip(shift, steps, strict=True))
-        return f"(dy, dx) = ({values}) {unit}"
-    step = float(axes[0].get("step", 1.0)) if axes else 1.0
-    unit = (axes[0].get("unit") if axes else None) or "bins"
-    return f"{_num(float(shift) * step)} {unit}"
-
-
-def fmt_extent(extent: float, axis: Sequence[Mapping[str, Any]] | None, dims: int) -> str:
-    """A symmetric range in the input's units: ``±3000 Hz`` (2D: on both axes)."""
-    axes = list(axis or [])
-    step = float(axes[0].get("step", 1.0)) if axes else 1.0
-    unit = (axes[0].get("unit") if axes else None) or ("px" if dims == 2 else "bins")
-    return f"±{extent * step:g} {unit}" + (" on both axes" if dims == 2 else "")
-
-
-def _size(shift: Any) -> int:
-    """|s| for 1D, max(|dy|, |dx|) for 2D."""
-    if isinstance(shift, (list, tuple)):
-        return max(abs(int(v)) for v in shift)
-    return abs(int(shift))
 
 
 def _head_reason(structure: Mapping[str, Any], measured_invariant: bool | None) -> str | None:
@@ -98,15 +61,6 @@ def _pooling_suggestion(structure: Mapping[str, Any], num_classes: Any) -> str:
         f"{head.get('reads')!r}, then Linear({head.get('channels')}, {num_classes}); every one "
         f"of the {positions} positions then shares one weight per kernel."
     )
-
-
-def rel(value: float | None) -> str:
-    """A relative error for people: '12.3%' when large, '4.0e-07' when tiny."""
-    if value is None:
-        return "n/a"
-    if value == 0:
-        return "0"
-    return f"{100 * value:.1f}%" if value >= 1e-3 else f"{value:.1e}"
 
 
 def _equivariance_reasons(
@@ -198,7 +152,7 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
     dims = int((content.get("structure") or {}).get("spatial_dims") or 1)
     tol = float(sweep.get("tolerance") or TOLERANCE)
     shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
-    i0 = min(range(len(shifts)), key=lambda i: (_size(shifts[i]), i))
+    i0 = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
     a0, s0 = acc[i0], fmt_shift(shifts[i0], axis)
     k = (content.get("structure") or {}).get("num_classes") or 0
     chance = 1.0 / k if k else 0.0
@@ -208,21 +162,21 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
             "solve the task on this data, so the sweep cannot show invariance."
         )}  # fmt: skip
     failing = [i for i, a in enumerate(acc) if abs(a - a0) > tol + 1e-12]
-    worst = min(range(len(acc)), key=lambda i: (acc[i], _size(shifts[i]), i))
+    worst = min(range(len(acc)), key=lambda i: (acc[i], size(shifts[i]), i))
     span = (
         f"{len(shifts)} shifts from {fmt_shift(shifts[0], axis)} to {fmt_shift(shifts[-1], axis)}"
     )
     reasons, details, suggestions = [], [], []
     if failing:
-        big = max(_size(s) for s in shifts)
-        ends = [i for i in range(len(shifts)) if _size(shifts[i]) == big]
+        big = max(size(s) for s in shifts)
+        ends = [i for i in range(len(shifts)) if size(shifts[i]) == big]
         at_ends = " and ".join(f"{pct(acc[i])} at {fmt_shift(shifts[i], axis)}" for i in ends[:2])
         reasons.append(
             f"Accuracy falls from {pct(a0)} at {s0} to {pct(acc[worst])} at "
             f"{fmt_shift(shifts[worst], axis)} ({span}); at the largest shifts it is {at_ends}."
         )
-        first = min(failing, key=lambda i: (_size(shifts[i]), i))
-        reach = max(_size(shifts[i]) for i in failing)
+        first = min(failing, key=lambda i: (size(shifts[i]), i))
+        reach = max(size(shifts[i]) for i in failing)
         train = _train_extent(sweep.get("train_range"))
         seen = (
             f", while training only saw offsets up to {fmt_extent(train, axis, dims)}"
