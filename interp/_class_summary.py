@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp.footprint import Footprint
+from interp.footprints import Footprint
 from interp.structure import Structure
 
 TOP_KERNELS = 5

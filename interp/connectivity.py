@@ -4,12 +4,12 @@ A ``Flatten -> Linear`` head has one weight per (class, kernel, position):
 :func:`connectivity` reshapes it onto the feature map (:func:`head_weights`),
 summarises each class (position profile, peak, centre of mass, the kernels it
 relies on) and, given data, compares the weights with the class's training
-footprint (:mod:`interp.footprint`). Without data it flags positions whose
+footprint (:mod:`interp.footprints`). Without data it flags positions whose
 weights never left PyTorch's default initialisation range. A pooled head has
 one weight per (class, kernel), shared by every position, and says so.
 
 The logit decomposition and the shift explanation live in
-:mod:`interp.decompose` and :mod:`interp.shift_explanation`; their public names
+:mod:`interp.decomposition` and :mod:`interp.shift_explanation`; their public names
 are re-exported here.
 """
 
@@ -24,8 +24,8 @@ from torch import nn
 
 from interp._class_summary import first_conv_kernels, pooled_classes, positional_class
 from interp._connectivity_text import class_sentences
-from interp.decompose import Decomposition, all_shift_scores, decompose, head_weights
-from interp.footprint import Footprint, footprint
+from interp.decomposition import Decomposition, all_shift_scores, decompose, head_weights
+from interp.footprints import Footprint, footprint
 from interp.grid import Grid, class_names, pos
 from interp.shift_explanation import ShiftExplanation, explain_shift
 from interp.structure import Structure

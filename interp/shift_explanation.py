@@ -6,7 +6,7 @@ where the sample's activity (deviation from its per-kernel background) sits
 relative to the true class's training footprint, and names the class that
 wins instead and the positions its evidence comes from. For a positional head
 it also scores every circular shift of the sample's feature map at once
-(:func:`interp.decompose.all_shift_scores`).
+(:func:`interp.decomposition.all_shift_scores`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from interp.decompose import all_shift_scores, decompose
+from interp.decomposition import all_shift_scores, decompose
 from interp.errors import InterpError
 from interp.grid import Grid, box_mask, deviation, mass_interval, pos, signal
 from interp.structure import Structure

@@ -29,7 +29,7 @@ from interp.plots._style import (
 
 if TYPE_CHECKING:
     from interp.connectivity import Connectivity
-    from interp.footprint import Footprint
+    from interp.footprints import Footprint
     from interp.grid import Grid
 
 

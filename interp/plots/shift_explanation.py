@@ -24,7 +24,7 @@ from interp.plots._style import (
 from interp.plots.connectivity import box, image, label, line, shade_span, xs
 
 if TYPE_CHECKING:
-    from interp.decompose import Decomposition
+    from interp.decomposition import Decomposition
     from interp.shift_explanation import ShiftExplanation
 
 
