@@ -160,8 +160,8 @@ def decompose(
     Raises:
         InterpError: the head cannot be decomposed exactly (``structure.head.exact``).
 
-    >>> d = decompose(model, x)                  # doctest: +SKIP
-    >>> d.contributions.shape, d.per_position.shape   # x: (2, 1, 8192), seed_cnn
+    >>> d = decompose(seed_cnn, x)      # x: (2, 1, 8192)  # doctest: +SKIP
+    >>> d.contributions.shape, d.per_position.shape   # doctest: +SKIP
     (torch.Size([2, 4, 64, 4026]), torch.Size([2, 4, 4026]))
     """
     if not isinstance(x, torch.Tensor):

@@ -145,7 +145,7 @@ def mass_interval(
     Returns:
         ``(lo, hi)`` inclusive index tuples (one entry per axis), or None without mass.
 
-    >>> mass_interval(torch.tensor([0.0, 1.0, 2.0, 1.0, 0.0]), 0.5)
+    >>> mass_interval(torch.tensor([0.0, 1.0, 2.0, 1.0, 0.0]), 0.9)
     ((1,), (3,))
     """
     total = float(profile.sum())
