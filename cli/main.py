@@ -10,6 +10,7 @@ from cli.compare_cmd import compare
 from cli.inspect_cmd import inspect
 from cli.report_cmd import report
 from cli.sweep_cmd import sweep
+from cli.train_cmd import train
 from interp._version import __version__
 
 HELP = """Explain why a trained CNN is, or is not, translation invariant.
@@ -44,3 +45,4 @@ main.add_command(report)
 main.add_command(compare)
 main.add_command(sweep)
 main.add_command(attribute)
+main.add_command(train)

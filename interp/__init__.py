@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 import torch as _torch
@@ -68,4 +70,26 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _PublicAPI(types.ModuleType):
+    """Keeps a public function visible after its same-named submodule is imported.
+
+    Importing ``interp.structure`` (the module) makes Python set the attribute
+    ``interp.structure`` on the package, which would hide the function
+    ``interp.structure``. The submodule stays reachable through ``sys.modules``
+    and ``from interp.structure import ...``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (
+            isinstance(value, types.ModuleType)
+            and name in _EXPORTS
+            and value.__name__ == f"{__name__}.{name}"
+        ):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _PublicAPI
 

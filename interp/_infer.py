@@ -79,6 +79,14 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
             f"cannot infer the input length: no input size gives the {target} features "
             f"the head Linear expects; {hint}"
         )
+    if features(2 * lo + 8) == target:
+        # Far longer inputs give the same features: positions are pooled away before
+        # the Linear, so every length fits and none can be inferred.
+        raise InterpError(
+            "cannot infer the input length: the head pools positions away, so any length "
+            f"fits; {hint}"
+        )
+    # Strided layers map a few consecutive lengths to the same features: take the largest.
     while features(lo + 1) == target:
         lo += 1
     return (conv.in_channels, *(lo,) * dims)

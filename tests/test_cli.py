@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def test_unexpected_failure_is_exit_1_without_traceback(runner, tmp_path, monkey
     def boom(*_a, **_k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr("interp.structure.structure", boom)
+    monkeypatch.setattr(sys.modules["interp.structure"], "structure", boom)
     result = runner.invoke(main, ["inspect", str(path)])
     assert result.exit_code == 1
     assert "unexpected failure: RuntimeError: kaboom" in result.output

@@ -145,3 +145,19 @@ def test_wrong_input_shape_is_a_clear_error(positional_1d):
 def test_no_conv_cannot_infer():
     with pytest.raises(InterpError, match="input-shape"):
         infer_input_shape(nn.Sequential(nn.Linear(3, 2)))
+
+
+def test_pooled_head_length_cannot_be_inferred(pooled_1d):
+    with pytest.raises(InterpError, match="pools positions away"):
+        infer_input_shape(pooled_1d)
+
+
+def test_public_functions_not_hidden_by_their_submodules():
+    import importlib
+
+    import interp
+
+    for name in ("structure", "footprint", "decompose", "connectivity", "equivariance"):
+        importlib.import_module(f"interp.{name}")  # what any analysis does internally
+        assert callable(getattr(interp, name)), name
+        assert not isinstance(getattr(interp, name), type(interp)), name
