@@ -48,7 +48,7 @@ def progress_bar(total: int | None, enabled: bool) -> Any:
     """A tqdm bar on stderr counting model inputs, or None."""
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, file=sys.stderr, unit="input", desc="shift sweep", leave=False)
 

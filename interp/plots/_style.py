@@ -75,3 +75,27 @@ def figure_for(ax: Axes | None, **kwargs: Any) -> tuple[Figure, Axes]:
         return fig, ax
     fig, axes = new_figure(**kwargs)
     return fig, axes[0, 0]
+
+
+def _show_figures_in_ipython() -> None:
+    """In IPython/Jupyter, display a returned Figure as a PNG even if pyplot was never used.
+
+    The inline backend registers this formatter only once pyplot is imported; interp's
+    figures do not go through pyplot, so without it ``sw.plot()`` would print a repr.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)
+    except KeyError:
+        png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
+
+
+_show_figures_in_ipython()
