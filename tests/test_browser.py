@@ -47,15 +47,17 @@ class Browser:
         to_child, self._write = os.pipe()
         self._read, from_child = os.pipe()
 
-        def fds() -> None:  # the child reads commands on fd 3 and writes replies on fd 4
+        def fds() -> None:  # in the child: commands on fd 3, replies on fd 4
             a, b = os.dup(to_child), os.dup(from_child)  # neither is 3 or 4 any more
-            os.dup2(a, 3)
+            os.dup2(a, 3)  # dup2 clears close-on-exec: these two survive exec
             os.dup2(b, 4)
 
+        # close_fds=False: closing runs after preexec_fn and would close 3 and 4 again;
+        # every other descriptor Python opened is close-on-exec anyway (PEP 446).
         self.proc = subprocess.Popen(
             [_chromium(), *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=fds, pass_fds=(3, 4),  # kept open after preexec_fn
+            preexec_fn=fds, close_fds=False,
         )  # fmt: skip
         os.close(to_child)
         os.close(from_child)
