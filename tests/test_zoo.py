@@ -228,6 +228,21 @@ def test_shift_augmentation_rolls_each_example() -> None:
     assert len(set(firsts.tolist())) > 1
 
 
+def test_shift_accuracy_equals_a_plain_roll_loop() -> None:
+    from interp.zoo.evaluate import roll_accuracy, shift_accuracy
+
+    torch.manual_seed(0)
+    model = _tiny_cnn().eval()
+    x, y = TINY_SPECTRA.sample(24)
+    shifts = [0, 7, -100, 256]
+    assert shift_accuracy(model, x, y, shifts) == roll_accuracy(model, x, y, shifts, 8)
+    x2, y2 = Recipe("shapes").sample(24)
+    model2 = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                           nn.Linear(3 * 32 * 32, 4)).eval()  # fmt: skip
+    grid = [(0, 0), (3, -2), (8, 8)]
+    assert shift_accuracy(model2, x2, y2, grid) == roll_accuracy(model2, x2, y2, grid, 8)
+
+
 # --- command line ---------------------------------------------------------------
 
 
@@ -287,7 +302,6 @@ def test_trained_model_meets_acceptance(name: str) -> None:
     assert {"classes", "input_shape", "axis", "recipe", "training"} <= set(raw["meta"])
     model, info = interp.load(path)
     assert info.dataset == ZOO[name].recipe
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
     results = check(name, model, n=128, seed=12345, full=False)
     failed = [f"{r.label}: worst {r.worst:.3f} ({r.rule})" for r in results if not r.passed]
     assert not failed, failed

@@ -59,7 +59,10 @@ _NEAR_2D = _grid(range(-8, 9, 2))
 CRITERIA: dict[str, tuple[Criterion, ...]] = {
     "seed_cnn": (
         Criterion("no shift", (0,), (0,), minimum=0.95),
-        Criterion("|shift| >= 2000 bins", _FAR_1D, (-3000, -2000, 2000, 3000), maximum=0.40),
+        Criterion(
+            "shifts of 2000+ bins either way", _FAR_1D, (-3000, -2000, 2000, 3000),
+            maximum=0.40,
+        ),
     ),
     "seed_gap": (Criterion("every shift in +-3000 bins", _ALL_1D, _QUICK_1D, minimum=0.95),),
     "seed_aug": (Criterion("every shift in +-3000 bins", _ALL_1D, _QUICK_1D, minimum=0.90),),

@@ -58,11 +58,21 @@ deterministic algorithms, every random draw from the recipe's seed):
 `interp train --list` lists the models; `interp train NAME --out FILE` writes
 elsewhere. Accuracies below are measured on {n} fresh held-out examples per
 shift (recipe seed + 1,000,000), shifting the input circularly (roll mode).
+Wall times were measured on a 2-core machine shared with other work; the CPU
+time (summed over threads) is less affected by that load.
 """
 
 
 def _arch(model: nn.Module) -> str:
     return " -> ".join(f"`{m}`" for m in model.children())
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.1f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:.0f} kB"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")  # a bare | would end the Markdown table cell
 
 
 def _pct(v: float) -> str:
@@ -77,12 +87,26 @@ def _summary_row(name: str, meta: dict[str, Any], results: list[Result], size: i
     t = meta["training"]
     ok = "pass" if all(r.passed for r in results) else "**FAIL**"
     checks = "; ".join(f"{r.label}: {_pct(r.worst)} ({r.rule})" for r in results)
-    return f"| [{name}](#{name}) | {t['seconds']:.0f} s | {size / 1e6:.1f} MB | {checks} | {ok} |"
+    return (
+        f"| [{name}](#{name}) | {t['seconds']:.0f} s | {t['cpu_seconds']:.0f} s | {_size(size)} "
+        f"| {_cell(checks)} | {ok} |"
+    )
 
 
-def _card(name: str, path: Path, model: nn.Module, meta: dict[str, Any],
+def _unaugmented(name: str, metas: dict[str, dict[str, Any]]) -> str | None:
+    """The zoo model with the same architecture and data as ``name`` but no augmentation."""
+    spec = get(name)
+    for other in metas:
+        o = get(other)
+        if o.builder is spec.builder and o.recipe == spec.recipe and not o.shift_augmentation:
+            return other
+    return None
+
+
+def _card(name: str, path: Path, model: nn.Module, metas: dict[str, dict[str, Any]],
           results: list[Result], seconds: float) -> list[str]:  # fmt: skip
     spec = get(name)
+    meta = metas[name]
     t = meta["training"]
     recipe = spec.recipe
     axis = ", ".join(f"{a['name']} ({a['unit']}, start {a['start']}, step {a['step']})"
@@ -96,7 +120,7 @@ def _card(name: str, path: Path, model: nn.Module, meta: dict[str, Any],
         "",
         "| | |",
         "|---|---|",
-        f"| file | `{path.name}`, {path.stat().st_size / 1e6:.2f} MB |",
+        f"| file | `{path.name}`, {_size(path.stat().st_size)} |",
         f"| parameters | {sum(p.numel() for p in model.parameters()):,} |",
         f"| architecture | {_arch(model)} |",
         f"| input | {tuple(meta['input_shape'])}; axes: {axis} |",
@@ -107,18 +131,29 @@ def _card(name: str, path: Path, model: nn.Module, meta: dict[str, Any],
         f"| training | {t['optimizer']}, lr {t['lr']}, weight decay {t['weight_decay']}, "
         f"batch {t['batch_size']}, {t['epochs']} epochs x {t['n_train']} examples "
         f"= {t['examples_seen']:,} examples seen; shift augmentation: {aug} |",
-        f"| training time | {t['seconds']:.0f} s ({t['seconds_per_epoch']:.0f} s/epoch) on "
-        f"{t['threads']} CPU threads, torch {t['torch_version']} |",
+        f"| training time | {t['seconds']:.0f} s wall ({t['seconds_per_epoch']:.0f} s/epoch), "
+        f"{t['cpu_seconds']:.0f} s CPU, on {t['threads']} CPU threads, "
+        f"torch {t['torch_version']} |",
         f"| loss per epoch | {', '.join(f'{v:.3f}' for v in t['loss_per_epoch'])} |",
         f"| accuracy (no shift) | train {_pct(t['accuracy_train'])}, "
         f"validation {_pct(t['accuracy_val'])} ({t['n_val']} examples) |",
     ]
     if t.get("note"):
         lines.append(f"| note | {t['note']} |")
+    base = _unaugmented(name, metas)
+    if t["shift_augmentation"] and base is not None:
+        b = metas[base]["training"]
+        lines.append(
+            f"| cost of the data fix | {t['examples_seen']:,} training examples seen "
+            f"({t['n_train']:,} x {t['epochs']} epochs) against {b['examples_seen']:,} "
+            f"({b['n_train']:,} x {b['epochs']}) for {base}: "
+            f"{t['examples_seen'] / b['examples_seen']:.1f}x the data, "
+            f"{t['cpu_seconds'] / b['cpu_seconds']:.1f}x the CPU time |"
+        )
     lines += ["", "Acceptance (held-out, roll mode):", "",
               "| criterion | rule | worst measured | result |", "|---|---|---|---|"]  # fmt: skip
     for r in results:
-        lines.append(f"| {r.label} | {r.rule} | {_pct(r.worst)} | "
+        lines.append(f"| {_cell(r.label)} | {r.rule} | {_pct(r.worst)} | "
                      f"{'pass' if r.passed else '**FAIL**'} |")  # fmt: skip
     lines += ["", f"_Measured in {seconds:.0f} s._", ""]
     return lines
@@ -155,24 +190,28 @@ def render(directory: Path, *, n: int = 256, progress: bool = True) -> str:
     from interp.loading import load
 
     models: dict[str, nn.Module] = {}
-    rows, cards = [], []
+    metas: dict[str, dict[str, Any]] = {}
     for name in NAMES:
         path = directory / f"{name}.pt"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; train it with `interp train {name}`")
-        model, info = load(path)
+        models[name], info = load(path)
+        metas[name] = info.meta
+    rows, cards = [], []
+    for name, model in models.items():
+        path = directory / f"{name}.pt"
         start = time.perf_counter()
         results = check(name, model, n=n)
         seconds = time.perf_counter() - start
         if progress:
             print(f"{name}: " + "; ".join(f"{r.label} {_pct(r.worst)}" for r in results),
                   file=sys.stderr)  # fmt: skip
-        models[name] = model
-        rows.append(_summary_row(name, info.meta, results, path.stat().st_size))
-        cards += _card(name, path, model, info.meta, results, seconds)
+        rows.append(_summary_row(name, metas[name], results, path.stat().st_size))
+        cards += _card(name, path, model, metas, results, seconds)
     text = [_HEAD.format(retrain=RETRAIN, n=n), "## Summary", "",
-            "| model | training time | file | worst accuracy per acceptance criterion | |",
-            "|---|---:|---:|---|---|", *rows, "", *cards, *_curve_1d(models, n)]  # fmt: skip
+            "| model | training wall time | CPU time | file "
+            "| worst accuracy per acceptance criterion | |",
+            "|---|---:|---:|---:|---|---|", *rows, "", *cards, *_curve_1d(models, n)]  # fmt: skip
     for name, model in models.items():
         if get(name).recipe.generator == "shapes":
             text += _curve_2d(name, model, n)
@@ -188,6 +227,7 @@ def write(directory: str | os.PathLike[str] = "trained", *, n: int = 256,
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".README.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600
     os.replace(tmp, target)
     return target
 

@@ -128,7 +128,6 @@ def recipe_from_meta(meta: dict[str, Any]) -> Recipe | None:
         return None
     if not isinstance(data, dict) or "generator" not in data:
         raise InterpError(
-            "`meta['recipe']` must be a dict with 'generator', 'params' and 'seed'; "
-            f"got {data!r}"
+            f"`meta['recipe']` must be a dict with 'generator', 'params' and 'seed'; got {data!r}"
         )
     return Recipe(str(data["generator"]), dict(data.get("params") or {}), int(data.get("seed", 0)))

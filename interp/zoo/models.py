@@ -108,7 +108,7 @@ ZOO: dict[str, ZooModel] = {
         ZooModel(
             "seed_aug",
             "The seed_cnn architecture trained with random shifts over +-3000 bins: the data fix.",
-            _seed_cnn, _SPECTRA, epochs=6, n_train=4000, shift_augmentation=3000,
+            _seed_cnn, _SPECTRA, epochs=4, n_train=4000, shift_augmentation=3000,
             note=_NO_DECAY,
         ),
         ZooModel(
