@@ -53,7 +53,9 @@ def assert_exact(fast: torch.Tensor, slow: torch.Tensor) -> None:
     assert fast.shape == slow.shape and fast.dtype == torch.float32
     scale = float(slow.abs().max())
     assert float((fast - slow).abs().max()) <= 1e-4 * scale + 1e-6, (fast - slow).abs().max()
-    assert float((fast - slow).abs().max()) <= 1e-5  # tiny models: tight absolute error too
+    # Far tighter than the 1e-4 relative promise: float32 rounding of the brute-force sum
+    # itself grows with the logits' size (seed_cnn's reach ~70, rounding ~3e-5).
+    assert float((fast - slow).abs().max()) <= 1e-5 + 1e-6 * scale
     # Same predicted class, except between classes tied to within float rounding.
     top2 = slow.topk(min(2, slow.shape[-1]), -1).values
     clear = (top2[..., 0] - top2[..., -1]) > 1e-5
