@@ -17,6 +17,7 @@ from cli._common import (
     quiet_option,
     show_progress,
 )
+from interp.report.build import DEFAULT_SAMPLES
 
 
 def analysis_options(func: F) -> F:
@@ -31,7 +32,8 @@ def analysis_options(func: F) -> F:
                      show_default=True, help="How vacated positions are filled."),
         click.option("--method", metavar="NAME", default="integrated_gradients", show_default=True,
                      help="Attribution method (interp.METHODS)."),
-        click.option("--samples", type=click.IntRange(min=1), default=400, show_default=True,
+        click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES,
+                     show_default=True,
                      help="Examples used (a seeded random subset of larger data)."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Seeds every random choice; same seed, same report."),

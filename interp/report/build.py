@@ -30,7 +30,7 @@ from interp.report._report import Report
 from interp.report.verdict import verdict
 from interp.structure import structure
 
-DEFAULT_SAMPLES = 400
+DEFAULT_SAMPLES = 300
 DEFAULT_METHOD = "integrated_gradients"
 
 
