@@ -107,11 +107,26 @@ def omitted(id: str, title: str, why: str) -> Section:
     return Section(id, title, (Note(why),), available=False)
 
 
+def _palette_png(png: bytes) -> bytes:
+    """Re-encode a PNG with a 128-colour palette: ~3x smaller, no visible change.
+
+    Plots are a few flat colours plus antialiasing; a palette keeps committed
+    example reports a few MB. Median cut without dithering is deterministic.
+    """
+    from PIL import Image  # matplotlib depends on Pillow
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    palette = image.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
 def figure_ref(name: str, fig: Figure, caption: str) -> FigureRef:
     """Render ``fig`` to PNG bytes (deterministic: no software or date metadata)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
-    png = buf.getvalue()
+    png = _palette_png(buf.getvalue())
     # The PNG header (IHDR) holds the pixel size at bytes 16-24, big-endian.
     width, height = struct.unpack(">II", png[16:24])
     return FigureRef(name, caption, png, width, height)
