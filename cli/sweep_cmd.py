@@ -24,32 +24,25 @@ _MAX_ROWS = 41  # longer 1D sweeps print every k-th shift (always 0 and both end
 def _examples(
     info: Any, model: Any, data_path: Path | None, shape: Any, samples: int, seed: int
 ) -> tuple[Any, Any, Any, str]:
-    """(x, y, class names or None, where they came from)."""
-    import torch
+    """(x, y, class names or None, where they came from): the same draw as `interp report`."""
+    from interp._examples import examples
 
+    data = None
     if data_path is not None:
         from interp.loading import load_data
 
         data = load_data(data_path, model=model, input_shape=shape)
-        x, y, n = data.x, data.y, int(data.x.shape[0])
-        if n > samples:
-            gen = torch.Generator().manual_seed(seed)
-            index = torch.randperm(n, generator=gen)[:samples].sort().values
-            x, y = x[index], y[index]
-            return x, y, data.classes, f"{data_path}: {samples} of {n} examples (seed {seed})"
-        return x, y, data.classes, f"{data_path}: all {n} examples"
-    recipe = getattr(info, "dataset", None)
-    if recipe is None:
+    x, y, entry = examples(info, data, samples, seed)
+    if x is None or entry is None:
         raise InterpError(
             f"{info.path} carries no dataset recipe, so there is nothing to sweep; "
             "pass `--data FILE` (.npz or .pt with x and y)"
         )
-    from interp.zoo.datasets import HELD_OUT_SEED_OFFSET
-
-    # Held out from training (the recipe trains on its own seed); --seed picks the draw.
-    draw = int(recipe.seed) + HELD_OUT_SEED_OFFSET + seed
-    x, y = recipe.sample(samples, seed=draw)
-    return x, y, recipe.classes, f"{samples} held-out examples from the {recipe.generator} recipe"
+    if data_path is not None:
+        where = f"{data_path}: {entry['selection']}"
+    else:
+        where = f"{x.shape[0]} held-out examples from the {info.dataset.generator} recipe"
+    return x, y, entry.get("classes"), where
 
 
 def _classes(k: int | None, *candidates: Any) -> list[str] | None:

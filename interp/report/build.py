@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._examples import check_xy, class_names, examples
 from interp._version import __version__
 from interp.errors import InterpError
 from interp.report import sections_arch, sections_data
 from interp.report._blocks import Section
-from interp.report._inputs import check_xy, class_names, examples
 from interp.report._json import SCHEMA, jsonable
 from interp.report._report import Report
 from interp.report.verdict import verdict

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from interp._examples import sample_recipe
 from interp._version import __version__
 from interp.errors import InterpError
 from interp.report._blocks import (
@@ -26,7 +27,6 @@ from interp.report._blocks import (
 )
 from interp.report._figures import plot_compare_accuracy
 from interp.report._format import fmt_shift, pct, size
-from interp.report._inputs import sample_recipe
 from interp.report._json import COMPARE_SCHEMA, jsonable
 from interp.report._report import Report
 from interp.report.build import (

@@ -1,4 +1,4 @@
-"""Where a report's examples come from: explicit data, the zoo recipe, or none.
+"""Where an analysis gets its examples: explicit data, the zoo recipe, or none.
 
 Larger data is subsampled with a seeded local generator; a zoo recipe draws
 held-out examples with a seed derived from ``--seed``. Every choice is recorded
