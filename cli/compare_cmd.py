@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from cli._common import InputError, echo_json, json_option, load_model, quiet_option, show_progress
+from cli._common import (
+    InputError,
+    echo_json,
+    json_option,
+    load_model,
+    model_options,
+    quiet_option,
+    show_progress,
+)
 from cli.report_cmd import analysis_options, load_data_for
 
 
@@ -18,10 +26,7 @@ from cli.report_cmd import analysis_options, load_data_for
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Report directory (default: reports/compare-<first>-<second>...).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing report in --out.")
-@click.option("--trust", is_flag=True, help="Allow files that can run code when loaded.")
-@click.option("--arch", metavar="MODULE:FACTORY", help="Factory for state-dict model files.")
-@click.option("--input-shape", metavar="C,L|C,H,W", help="Input shape without the batch axis.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@model_options
 @json_option
 @quiet_option
 def compare(
