@@ -118,6 +118,8 @@ def load_model(
             )
     shape = parse_shape(input_shape)
     model, info = load(path, trust=trust, arch=arch, input_shape=shape)
+    for note in getattr(info, "notes", ()):  # what loading did for the user, e.g. a key prefix
+        click.echo(f"note: {path}: {note}", err=True)
     if device != "cpu":
         model = model.to(device)
     return model, info, shape or info.input_shape
