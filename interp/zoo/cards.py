@@ -48,8 +48,10 @@ examples.
 
 ## Reproduce
 
-On CPU, deterministic for a given machine and torch version (2 threads,
-deterministic algorithms, every random draw from the recipe's seed):
+On CPU, bitwise deterministic for a given machine and torch version: every
+random draw comes from the recipe's seed, with deterministic algorithms, on
+one thread (with two, MKL's threaded matrix products in the large Linear
+heads varied in the last bits from run to run):
 
 ```sh
 {retrain}
@@ -58,8 +60,8 @@ deterministic algorithms, every random draw from the recipe's seed):
 `interp train --list` lists the models; `interp train NAME --out FILE` writes
 elsewhere. Accuracies below are measured on {n} fresh held-out examples per
 shift (recipe seed + 1,000,000), shifting the input circularly (roll mode).
-Wall times were measured on a 2-core machine shared with other work; the CPU
-time (summed over threads) is less affected by that load.
+Times were measured on a 2-core machine shared with other work; the CPU
+time is less affected by that load than the wall time.
 """
 
 
@@ -132,7 +134,7 @@ def _card(name: str, path: Path, model: nn.Module, metas: dict[str, dict[str, An
         f"batch {t['batch_size']}, {t['epochs']} epochs x {t['n_train']} examples "
         f"= {t['examples_seen']:,} examples seen; shift augmentation: {aug} |",
         f"| training time | {t['seconds']:.0f} s wall ({t['seconds_per_epoch']:.0f} s/epoch), "
-        f"{t['cpu_seconds']:.0f} s CPU, on {t['threads']} CPU threads, "
+        f"{t['cpu_seconds']:.0f} s CPU, on {t['threads']} CPU thread(s), "
         f"torch {t['torch_version']} |",
         f"| loss per epoch | {', '.join(f'{v:.3f}' for v in t['loss_per_epoch'])} |",
         f"| accuracy (no shift) | train {_pct(t['accuracy_train'])}, "

@@ -88,8 +88,9 @@ _SPECTRA = Recipe("spectra", {}, seed=0)
 _SHAPES = Recipe("shapes", {}, seed=0)
 
 _NO_DECAY = (
-    "No weight decay: head weights at positions the training patterns never "
-    "reached keep their random initial values, which is what interp shows."
+    "No weight decay, as in the original case. Head weights at positions that "
+    "training patterns never reached were updated by the background alone, so "
+    "they hold no class template: that is what interp shows."
 )
 
 ZOO: dict[str, ZooModel] = {

@@ -8,8 +8,8 @@ elsewhere. Each example is 8192 bins on a frequency axis centred on 0
 A class pattern is a profile ``g`` in [0, 1] centred at offset ``f0`` bins,
 drawn as it appears on a dB plot: the level is ``peak_db * g`` dB above a
 flat noise floor. The floor is a Welch estimate, so each bin is the true PSD
-times ``chi2(2K) / 2K`` for ``K`` averaged segments (Welch 1967, eq. 20 for
-non-overlapping segments). The result is converted to dB and min-max
+times ``chi2(2K) / 2K`` for ``K`` averaged non-overlapping segments (Welch 1967:
+an average of K periodograms). The result is converted to dB and min-max
 normalised to [0, 1] per example, as the original user did.
 """
 

@@ -4,8 +4,12 @@ Same name, same machine, same torch: same weights. Everything random comes
 from the recipe's seed: the data (numpy, via the recipe), the initial weights
 and dropout (torch's global RNG, seeded inside a forked RNG so the caller's
 is untouched), the batch order and the augmentation shifts (a private
-``torch.Generator``). Training runs on a fixed number of threads with
-deterministic algorithms; both settings are restored afterwards.
+``torch.Generator``). Training runs with deterministic algorithms on one
+thread by default: with two, MKL's threaded float32 matrix products (the big
+Linear heads) differed in the last bits between some runs on the same machine
+(Intel documents this under "Conditional Numerical Reproducibility");
+``MKL_CBWR=COMPATIBLE`` also fixes it, but only if set before MKL's first
+call in the process. Both settings are restored afterwards.
 
 >>> model, meta = train("shapes_gap", out="trained/shapes_gap.pt")   # doctest: +SKIP
 >>> meta["training"]["accuracy_val"]                                # doctest: +SKIP
@@ -32,7 +36,7 @@ from interp.zoo.models import ZooModel, get
 # Validation examples are drawn with seed + 2_000_000: neither the training draw
 # (seed) nor the default held-out draw of Recipe.sample (seed + 1_000_000).
 VAL_SEED_OFFSET = 2_000_000
-THREADS = 2
+THREADS = 1  # bitwise reproducible; see the module docstring
 _N_TRAIN_SCORED = 512  # training examples re-scored after training for accuracy_train
 
 
@@ -139,7 +143,8 @@ def train(
         name: one of ``interp.zoo.NAMES``, or a :class:`ZooModel` of your own.
         out: path of the interp checkpoint to write (``interp.save``); None writes nothing.
         progress: show a progress bar on stderr when it is a terminal.
-        threads: CPU threads for training; results are reproducible for a fixed count.
+        threads: CPU threads for training; 1 is bitwise reproducible, more are faster
+            but may differ in the last bits from run to run (MKL).
 
     Returns:
         The trained model in eval mode, and its checkpoint metadata.
