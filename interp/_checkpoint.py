@@ -35,12 +35,18 @@ def plain_meta(value: Any, where: str = "meta", depth: int = 0) -> Any:
     """
     if depth > _MAX_META_DEPTH:
         raise InterpError(f"`{where}` is nested deeper than {_MAX_META_DEPTH} levels")
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, bool):
         return value
+    # Subclasses (torch.__version__ is a TorchVersion, an IntEnum is an int) would be
+    # pickled as their class, which a weights-only load refuses: store the plain value.
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InterpError(f"`{where}` is {value}; store only finite numbers in meta")
-        return value
+        return float(value)
     if isinstance(value, (list, tuple)):
         return [plain_meta(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, Mapping):

@@ -445,3 +445,12 @@ def test_missing_path_and_directory(tmp_path: Path):
         load(tmp_path / "nope.pt")
     with pytest.raises(interp.InterpError, match="is a directory"):
         load(tmp_path)
+
+
+def test_meta_with_str_subclass_round_trips(tmp_path):
+    """torch.__version__ is a TorchVersion: saved as a plain str, it loads without trust."""
+    path = tmp_path / "m.pt"
+    interp.save(tiny(), path, meta={"torch": torch.__version__})
+    _, info = interp.load(path)
+    assert info.meta["torch"] == str(torch.__version__)
+    assert type(info.meta["torch"]) is str
