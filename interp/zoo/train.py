@@ -28,7 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from interp.zoo.evaluate import roll_accuracy
 from interp.zoo.models import ZooModel, get
