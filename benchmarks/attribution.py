@@ -33,7 +33,7 @@ from captum.attr import IntegratedGradients
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from interp.attribution import attribution_across_shifts
+from interp.attribution.core import attribution_across_shifts
 from interp.shifts import parse_shifts, shift
 
 
@@ -65,7 +65,7 @@ def _model_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Te
 
     recipe = Recipe("spectra", seed=args.seed)
     if Path(args.model).exists():
-        from interp.loading import load
+        from interp.loading.core import load
 
         model, info = load(args.model)
         what = f"{args.model} (trained)"

@@ -6,9 +6,9 @@ mark cannot hide another's. Peak resident memory is ``resource.getrusage``'s
 ``ru_maxrss`` (Linux: KiB), read once after setup (model built, one warm-up
 batch run) and once at the end; on CUDA, ``torch.cuda.max_memory_allocated`` too.
 
-- sweep: ``interp.sweep.shift_sweep_stream`` over batches generated one at a time,
+- sweep: ``interp.sweep.core.shift_sweep_stream`` over batches generated one at a time,
   so nothing in the process needs to grow with the number of samples;
-- footprint: ``interp.connectivity.footprint`` takes its data as one tensor, so the
+- footprint: ``interp.readout.core.footprint`` takes its data as one tensor, so the
   figure compared is the peak above that tensor's own size.
 
 Target: the compared peak grows by less than 2x for 10x the samples.
@@ -74,8 +74,8 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from interp.shifts import parse_shifts
-    from interp.structure import structure
-    from interp.sweep import shift_sweep_stream
+    from interp.geometry.core import structure
+    from interp.sweep.core import shift_sweep_stream
 
     torch.set_num_threads(args.threads)
     model, length = build(args.small)
@@ -99,7 +99,7 @@ def child(args: argparse.Namespace) -> None:
                 engine=args.engine,
             )
     else:
-        from interp.connectivity import footprint
+        from interp.readout.core import footprint
 
         x = torch.empty(n, 1, length, device=args.device)  # filled in place: no 2x copy
         y = torch.empty(n, dtype=torch.long, device=args.device)
@@ -186,11 +186,11 @@ def main() -> None:
         return
     whats = ["sweep"]
     try:
-        from interp.connectivity import footprint  # noqa: F401
+        from interp.readout.core import footprint  # noqa: F401
 
         whats += [] if args.no_footprint else ["footprint"]
     except ImportError:
-        print("(interp.connectivity.footprint not found: sweep only)")
+        print("(interp.readout.core.footprint not found: sweep only)")
     size = "small stand-in" if args.small else "seed_cnn-sized (random weights)"
     print(
         f"model: {size}; device {args.device}; batches of {args.batch} samples; "

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_once(model: Path, out: Path, extra: list[str]) -> tuple[float, dict[str, float]]:
     """Wall-clock seconds of one `interp report` process, and the report's own timings."""
-    cmd = [sys.executable, "-c", "from cli.main import main; main()", "report", str(model),
+    cmd = [sys.executable, "-c", "from interp.cli.main import main; main()", "report", str(model),
            "--out", str(out), "--force", "--quiet", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()

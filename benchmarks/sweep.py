@@ -4,8 +4,8 @@ On seed_cnn (``--model trained/seed_cnn.pt``, else the same architecture with se
 random weights), with N samples and every shift of a spec, in one run:
 
 1. one batched forward pass of the N unshifted samples (the unit of cost);
-2. interp's sweep of all S shifts: ``interp._engine.fast_logits`` directly, and the
-   public ``interp.sweep.sweep_logits`` path (which streams samples to it);
+2. interp's sweep of all S shifts: ``interp.sweep.engine.core.fast_logits`` directly, and the
+   public ``interp.sweep.core.sweep_logits`` path (which streams samples to it);
 3. brute force: a batched PyTorch loop (``model(shift(x, s))`` for all N samples at
    once) over a random subset of shifts, its per-shift cost extrapolated to S;
 4. the largest logit difference between interp and brute force on that subset.
@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from interp._engine import fast_logits
+from interp.sweep.engine.core import fast_logits
 from interp.shifts import parse_shifts, shift
-from interp.structure import structure
+from interp.geometry.core import structure
 
 
 def _sync(device: torch.device) -> None:
@@ -56,7 +56,7 @@ def _timed(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> t
 
 def _model_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, str]:
     if args.model is not None and Path(args.model).exists():
-        from interp.loading import load
+        from interp.loading.core import load
 
         model, info = load(args.model)
         what = f"{args.model} (trained)"
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-sweep-api", action="store_true",
-                        help="time only fast_logits, not interp.sweep.sweep_logits")  # fmt: skip
+                        help="time only fast_logits, not interp.sweep.core.sweep_logits")  # fmt: skip
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -107,7 +107,7 @@ def main() -> None:
         assert isinstance(fast, torch.Tensor)
         t_api = None
         if not args.skip_sweep_api:
-            from interp.sweep import sweep_logits
+            from interp.sweep.core import sweep_logits
 
             t_api, (_, engine, reason) = _timed(  # type: ignore[misc]
                 lambda: sweep_logits(model, x, shifts, mode=args.mode, structure=geo), device

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from interp.errors import InterpError
-from interp.report import _write
-from interp.report._write import clean_stale, temp_name, write_tree
+from interp.reporting import write as _write
+from interp.reporting.write import clean_stale, temp_name, write_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = {"report.json": b'{"old": true}\n', "report.html": b"<p>old</p>",
@@ -111,14 +111,14 @@ def test_stale_temporaries_of_dead_runs_are_cleaned(tmp_path):
 RUN_CLI = """
 import sys
 sys.path.insert(0, {root!r})
-from cli.main import main
+from interp.cli.main import main
 sys.exit(main(sys.argv[1:], prog_name="interp", standalone_mode=True))
 """
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
-    from interp.loading import save
+    from interp.loading.core import save
 
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     gen = torch.Generator().manual_seed(0)
@@ -168,7 +168,7 @@ def test_full_disk_leaves_the_old_report_and_no_temporaries(tmp_path, model_file
 SLOW_WRITE = """
 import sys, time
 sys.path.insert(0, {root!r})
-from interp.report import _write
+from interp.reporting import write as _write
 real = _write._write_file
 def slow(path, data):
     real(path, data)

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from torch import nn
 
 import interp
-from cli.main import main
-from interp.attribution import attribution_across_shifts
+from interp.cli.main import main
+from interp.attribution.core import attribution_across_shifts
 from interp.shifts import shift
 
 pytestmark = pytest.mark.filterwarnings("ignore:integrated_gradients. the convergence delta")

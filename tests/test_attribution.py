@@ -13,7 +13,7 @@ from conftest import no_hooks_left
 from torch import nn
 
 from interp import InterpError
-from interp.attribution import METHODS, attribute, attribution_across_shifts
+from interp.attribution.core import METHODS, attribute, attribution_across_shifts
 
 # Captum's own notes when the oracle calls it directly on a model with grad-requiring weights.
 pytestmark = pytest.mark.filterwarnings(

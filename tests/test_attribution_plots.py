@@ -9,7 +9,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from interp.attribution import attribution_across_shifts
+from interp.attribution.core import attribution_across_shifts
 
 AXIS = [{"name": "wavelength", "unit": "nm", "start": 400.0, "step": 0.5}]
 

@@ -12,8 +12,8 @@ from captum import attr as ca
 from torch import nn
 
 from interp import InterpError
-from interp._attr_align import align, displacement, frame_shifts, peaks, similarity
-from interp.attribution import attribution_across_shifts
+from interp.attribution.align import align, displacement, frame_shifts, peaks, similarity
+from interp.attribution.core import attribution_across_shifts
 from interp.shifts import shift
 
 pytestmark = pytest.mark.filterwarnings(

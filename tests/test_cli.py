@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import interp
-from cli.main import main
+from interp.cli.main import main
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_unexpected_failure_is_exit_1_without_traceback(runner, tmp_path, monkey
     def boom(*_a, **_k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(sys.modules["interp.structure"], "structure", boom)
+    monkeypatch.setattr(sys.modules["interp.geometry.core"], "structure", boom)
     result = runner.invoke(main, ["inspect", str(path)])
     assert result.exit_code == 1
     assert "unexpected failure: RuntimeError: kaboom" in result.output

@@ -18,8 +18,8 @@ from test_report import SECTION_IDS, check_schema, pooled_model, positional_mode
 from torch import nn
 
 import interp
-from cli.main import main
-from interp.report._json import without_volatile
+from interp.cli.main import main
+from interp.reporting.jsonio import without_volatile
 from interp.zoo.datasets import Recipe
 
 # A spectra recipe shrunk to 64 bins, so a zoo-like checkpoint regenerates its own data.

@@ -14,9 +14,9 @@ import torch
 from conftest import no_hooks_left
 from torch import nn
 
-from interp.connectivity import connectivity, decompose, footprint
+from interp.readout.core import connectivity, decompose, footprint
 from interp.errors import InterpError
-from interp.structure import structure
+from interp.geometry.core import structure
 
 
 def _indexed(model: nn.Sequential) -> nn.Sequential:

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import interp
-from interp.connectivity import connectivity, decompose, explain_shift
-from interp.structure import structure
+from interp.readout.core import connectivity, decompose, explain_shift
+from interp.geometry.core import structure
 
 TRAINED = Path(__file__).resolve().parents[1] / "trained"
 pytestmark = pytest.mark.slow

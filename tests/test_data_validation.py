@@ -11,7 +11,7 @@ from _files import LENGTH, data_arrays, npz_bytes, tiny, torch_bytes
 from torch import nn
 
 import interp
-from interp.loading import Dataset, load_data
+from interp.loading.core import Dataset, load_data
 
 
 def _npz(tmp_path: Path, **arrays) -> Path:

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import interp
-from interp._engine import Unsupported, fast_logits
-from interp.structure import structure
+from interp.sweep.engine.core import Unsupported, fast_logits
+from interp.geometry.core import structure
 
 MODES = ("roll", "zero", "edge")
 TRAINED = Path(__file__).resolve().parents[1] / "trained"

@@ -10,10 +10,10 @@ import torch
 from conftest import _seeded, no_hooks_left
 from torch import nn
 
-from interp.equivariance import equivariance, interior
+from interp.sweep.per_layer import equivariance, interior
 from interp.errors import InterpError
 from interp.shifts import shift
-from interp.structure import strided_layers, structure
+from interp.geometry.core import strided_layers, structure
 
 
 def circular_1d() -> nn.Sequential:
@@ -181,7 +181,7 @@ def test_equivariance_chart_marks_the_first_break(positional_1d):
 def test_seed_cnn_breaks_at_its_linear_and_seed_gap_only_aliases():
     from pathlib import Path
 
-    from interp.loading import load
+    from interp.loading.core import load
 
     trained = Path(__file__).resolve().parents[1] / "trained"
     model, info = load(trained / "seed_cnn.pt")
@@ -200,7 +200,7 @@ def test_seed_cnn_breaks_at_its_linear_and_seed_gap_only_aliases():
 def test_shapes_cnn_breaks_at_its_linear_and_shapes_gap_aliases_at_both_pools():
     from pathlib import Path
 
-    from interp.loading import load
+    from interp.loading.core import load
 
     trained = Path(__file__).resolve().parents[1] / "trained"
     shifts = [(0, 4), (4, -4), (1, 0), (2, 3)]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
 import interp
-from interp.loading import load, load_data, save
+from interp.loading.core import load, load_data, save
 
 EXAMPLES = int(os.environ.get("INTERP_FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(

@@ -15,7 +15,7 @@ from torch import nn
 
 import interp
 from interp._version import check_torch
-from interp.loading import ModelInfo, load, save
+from interp.loading.core import ModelInfo, load, save
 
 
 def _x(shape: tuple[int, ...] = (3, 1, LENGTH)) -> torch.Tensor:

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.modules import module as _module_globals
 
 import interp
-from cli.main import main
+from interp.cli.main import main
 
 INJECTED = "injected failure mid-forward"
 
@@ -43,7 +43,7 @@ def public(name: str) -> Any:
     """The public function ``interp.<name>``, resolved through ``interp._EXPORTS``.
 
     ``interp.<name>`` itself can be the submodule of the same name once another
-    analysis imported it (``interp.footprint``, ``interp.decompose``, ``interp.structure``),
+    analysis imported it (``interp.footprint``, ``interp.decompose``, ``interp.geometry.core``),
     which is a separate bug; this file is about model state.
     """
     return getattr(importlib.import_module(interp._EXPORTS[name]), name)
@@ -437,8 +437,8 @@ def _tree(root: Path) -> dict[str, str]:
 @pytest.fixture
 def app() -> Any:
     """The `interp` group with every command, `train` included."""
-    from cli._common import InterpGroup
-    from cli.train_cmd import train
+    from interp.cli._common import InterpGroup
+    from interp.cli.train_cmd import train
 
     return InterpGroup("interp", commands={**main.commands, "train": train})
 

@@ -1,4 +1,4 @@
-"""interp.report: the verdict from measured numbers, every section, escaping, determinism.
+"""interp.reporting: the verdict from measured numbers, every section, escaping, determinism.
 
 Oracles: two models with hand-set weights whose behaviour under shifts is known
 exactly (a matched-filter trunk read by a positional window, or by global max
@@ -21,10 +21,10 @@ from torch import nn
 
 import interp
 from interp.errors import InterpError
-from interp.report._json import without_volatile
-from interp.report.choose import attribution_shifts, pick_samples, telling
-from interp.report.render_md import escape
-from interp.report.verdict import fmt_shift, verdict
+from interp.reporting.jsonio import without_volatile
+from interp.reporting.choose import attribution_shifts, pick_samples, telling
+from interp.reporting.render_md import escape
+from interp.reporting.verdict import fmt_shift, verdict
 
 L, K, CENTRE, JITTER, WINDOW = 32, 4, 14, 2, (10, 26)
 SECTION_IDS = ["verdict", "architecture", "connectivity", "explanation", "shifts",

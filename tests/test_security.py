@@ -27,7 +27,7 @@ from _files import (
 from torch import nn
 
 import interp
-from interp.loading import load, load_data, save
+from interp.loading.core import load, load_data, save
 
 HOSTILE_KINDS = ["pickle", "torch-zip", "legacy", "wrapped"]
 

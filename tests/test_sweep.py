@@ -15,7 +15,7 @@ from conftest import no_hooks_left
 from torch import nn
 
 from interp.errors import InterpError
-from interp.sweep import shift_sweep, shift_sweep_stream, sweep_logits
+from interp.sweep.core import shift_sweep, shift_sweep_stream, sweep_logits
 
 
 def oracle_shift(x: torch.Tensor, s, mode: str) -> torch.Tensor:
@@ -184,14 +184,14 @@ def test_to_dict_is_strict_json_with_none_for_empty_classes(positional_1d):
 
 
 def _fake_engine(monkeypatch, fast_logits):
-    mod = types.ModuleType("interp._engine")
+    mod = types.ModuleType("interp.sweep.engine.core")
 
     class Unsupported(Exception):
         pass
 
     mod.Unsupported = Unsupported
     mod.fast_logits = lambda *a: fast_logits(Unsupported, *a)
-    monkeypatch.setitem(sys.modules, "interp._engine", mod)
+    monkeypatch.setitem(sys.modules, "interp.sweep.engine.core", mod)
 
 
 def test_engine_fast_is_used_and_falls_back_with_the_reason(positional_1d, monkeypatch):
@@ -211,7 +211,7 @@ def test_engine_fast_is_used_and_falls_back_with_the_reason(positional_1d, monke
     _fake_engine(monkeypatch, refuse)
     sw = shift_sweep(positional_1d, x, y, [0, 5], engine="fast")
     assert sw.engine == "brute" and "ceil_mode" in sw.engine_reason
-    monkeypatch.setitem(sys.modules, "interp._engine", None)  # not installed
+    monkeypatch.setitem(sys.modules, "interp.sweep.engine.core", None)  # not installed
     sw = shift_sweep(positional_1d, x, y, [0, 5])
     assert sw.engine == "brute" and "not available" in sw.engine_reason
     assert shift_sweep(positional_1d, x, y, [0], engine="brute").engine_reason.startswith("brute")
@@ -315,8 +315,8 @@ def runner():
 def test_cli_sweep_with_data_matches_a_plain_loop(positional_1d, runner, tmp_path):
     import numpy as np
 
-    from cli.main import main
-    from interp.loading import save
+    from interp.cli.main import main
+    from interp.loading.core import save
 
     axis = [{"name": "frequency", "unit": "Hz", "start": 0.0, "step": 2.0}]
     save(
@@ -352,8 +352,8 @@ def test_cli_sweep_with_data_matches_a_plain_loop(positional_1d, runner, tmp_pat
 
 
 def test_cli_sweep_draws_from_the_recipe_and_needs_data_otherwise(positional_2d, runner, tmp_path):
-    from cli.main import main
-    from interp.loading import save
+    from interp.cli.main import main
+    from interp.loading.core import save
 
     recipe = {
         "generator": "shapes",
@@ -388,7 +388,7 @@ def test_cli_sweep_draws_from_the_recipe_and_needs_data_otherwise(positional_2d,
 def test_seed_cnn_loses_shifted_patterns_that_seed_gap_keeps():
     from pathlib import Path
 
-    from interp.loading import load
+    from interp.loading.core import load
 
     trained = Path(__file__).resolve().parents[1] / "trained"
     shifts = [-2000, -1000, 0, 1000, 2000]

@@ -216,7 +216,7 @@ def test_tiny_training_run_learns_and_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_shift_augmentation_rolls_each_example() -> None:
-    from interp.zoo.train import _random_roll
+    from interp.zoo.training import _random_roll
 
     x = torch.arange(20.0).repeat(6, 1, 1)  # (6, 1, 20)
     rolled = _random_roll(x, 5, torch.Generator().manual_seed(0))
@@ -250,8 +250,8 @@ def test_shift_accuracy_equals_a_plain_roll_loop() -> None:
 def app():
     import click
 
-    from cli._common import InterpGroup
-    from cli.train_cmd import train as train_cmd
+    from interp.cli._common import InterpGroup
+    from interp.cli.train_cmd import train as train_cmd
 
     @click.group(cls=InterpGroup)
     def group() -> None:

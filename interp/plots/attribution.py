@@ -31,7 +31,7 @@ from interp.plots._style import (
 )
 
 if TYPE_CHECKING:
-    from interp.attribution import AttributionComparison
+    from interp.attribution.core import AttributionComparison
 
 MAX_PANELS = 9  # shifts shown in one maps figure; evenly chosen when there are more
 

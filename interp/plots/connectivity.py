@@ -28,9 +28,9 @@ from interp.plots._style import (
 )
 
 if TYPE_CHECKING:
-    from interp.connectivity import Connectivity
-    from interp.footprints import Footprint
-    from interp.grid import Grid
+    from interp.readout.core import Connectivity
+    from interp.readout.footprints import Footprint
+    from interp.readout.grid import Grid
 
 
 def xs(grid: Grid, dim: int = 0) -> np.ndarray:

@@ -24,8 +24,8 @@ from interp.plots._style import (
 from interp.plots.connectivity import box, image, label, line, shade_span, xs
 
 if TYPE_CHECKING:
-    from interp.decomposition import Decomposition
-    from interp.shift_explanation import ShiftExplanation
+    from interp.readout.decomposition import Decomposition
+    from interp.readout.shift_explanation import ShiftExplanation
 
 
 def plot_decomposition(dec: Decomposition, index: int = 0, *, ax: Axes | None = None) -> Figure:

@@ -10,7 +10,7 @@
 from interp.zoo.datasets import Recipe, recipe_from_meta
 from interp.zoo.evaluate import shift_accuracy
 from interp.zoo.models import NAMES, ZOO, ZooModel, build, get
-from interp.zoo.train import train
+from interp.zoo.training import train
 
 __all__ = [
     "NAMES",

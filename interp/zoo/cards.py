@@ -189,7 +189,7 @@ def _curve_2d(name: str, model: nn.Module, n: int) -> list[str]:
 
 def render(directory: Path, *, n: int = 256, progress: bool = True) -> str:
     """Measure every zoo checkpoint in ``directory`` and return the README text."""
-    from interp.loading import load
+    from interp.loading.core import load
 
     models: dict[str, nn.Module] = {}
     metas: dict[str, dict[str, Any]] = {}

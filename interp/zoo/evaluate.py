@@ -2,7 +2,7 @@
 
 Kept in one function, :func:`shift_accuracy`, so the model cards, the
 training summary and the slow test all measure the same way. It uses
-``interp.sweep.shift_sweep`` when that module exists and a plain
+``interp.sweep.core.shift_sweep`` when that module exists and a plain
 ``torch.roll`` loop otherwise; both give the same numbers.
 """
 
@@ -54,7 +54,7 @@ def shift_accuracy(
     """
     shifts = list(shifts)
     try:
-        from interp.sweep import shift_sweep
+        from interp.sweep.core import shift_sweep
     except ImportError:  # the sweep module is not there yet: same numbers by brute force
         return roll_accuracy(model, x, y, shifts, batch_size)
     sweep = shift_sweep(model, x, y, shifts, mode="roll", batch_size=batch_size)

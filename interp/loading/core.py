@@ -1,0 +1,267 @@
+"""Model and data files -> ``(nn.Module, ModelInfo)`` and :class:`Dataset`.
+
+The format is sniffed from the bytes, never the extension. Every ``torch.load``
+passes ``weights_only`` and ``map_location`` explicitly. Whether a pickle may run
+code is decided *before* loading, from the globals it names (walked opcode by
+opcode, nothing executed); a safe load that fails is never retried unsafely,
+because an attacker controls that failure. See docs/SECURITY.md.
+
+>>> interp.save(model, "m.pt", meta={"classes": ["a", "b"]})   # doctest: +SKIP
+>>> model, info = interp.load("m.pt")                          # doctest: +SKIP
+>>> info.format, info.classes                                  # doctest: +SKIP
+('interp-checkpoint', ('a', 'b'))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from interp.loading import checkpoint as _checkpoint
+from interp.loading import formats as _formats
+from interp.loading.code_archives import load_code_archive
+from interp.loading.data import Dataset, load_data
+from interp.loading.messages import one_line
+from interp.loading.pickles import load_pickle
+from interp.loading.weights import (
+    apply_arch,
+    describe_content,
+    is_state_dict,
+    rebuild_safe,
+    unwrap,
+)
+from interp.errors import InterpError
+
+__all__ = ["Dataset", "ModelInfo", "load", "load_data", "save"]
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What :func:`load` found: file identity, format, and the metadata it carried.
+
+    ``format`` is one of "interp-checkpoint", "pickle", "state-dict",
+    "safetensors", "torchscript", "export". ``dataset`` is the zoo ``Recipe``
+    from ``meta["recipe"]`` or None. ``notes`` says what loading adjusted
+    (a stripped ``module.`` prefix, a rebuilt TorchScript model, ...).
+    """
+
+    path: str
+    format: str
+    sha256: str
+    parameters: int
+    classes: tuple[str, ...] | None = None
+    input_shape: tuple[int, ...] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    dataset: object | None = None
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe identity of the model file (the report's ``model`` section)."""
+        return {
+            "path": self.path,
+            "format": self.format,
+            "sha256": self.sha256,
+            "parameters": self.parameters,
+        }
+
+
+def save(model: nn.Module, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None
+         ) -> None:  # fmt: skip
+    """Write ``model`` as an interp checkpoint that loads without trusting the file.
+
+    The model must be a (nested) ``nn.Sequential`` of torch.nn layers; its
+    architecture is stored as data, its training flags and frozen parameters are
+    kept. The file is written to a temporary name beside ``path``, then renamed.
+
+    Args:
+        model: the model; not modified.
+        path: destination file.
+        meta: JSON-like metadata: ``classes``, ``input_shape`` (no batch axis),
+            ``axis``, ``recipe``, ``training``, ``name``, or anything else plain.
+
+    Raises:
+        InterpError: a layer is not a torch.nn layer, or ``meta`` is not plain data.
+
+    >>> save(nn.Sequential(nn.Conv1d(1, 4, 5), nn.ReLU()), "m.pt")   # doctest: +SKIP
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+    payload = _checkpoint.pack(model, meta)
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); give it the mode open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    trust: bool = False,
+    arch: str | Callable[[], nn.Module] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+) -> tuple[nn.Module, ModelInfo]:
+    """Load a model file of any supported format; refuse files that could run code.
+
+    Args:
+        path: an interp checkpoint, a ``torch.save`` of a torch.nn model or of a
+            state dict, a ``.safetensors`` file, or (with ``trust``) a pickle with
+            custom classes, a TorchScript archive or a ``torch.export`` ``.pt2``.
+        trust: allow formats that run code from the file while loading.
+        arch: for weights-only files: ``"package.module:factory"`` (or
+            ``"path/to/file.py:factory"``) imported and called with no
+            arguments, or a zero-argument callable; the weights are loaded into
+            the model it returns, strictly.
+        input_shape: input shape without the batch axis, overriding the file's.
+
+    Returns:
+        ``(model, info)``; the model is on the CPU with the training flags it was
+        saved with.
+
+    Raises:
+        InterpError: the file is missing, empty, corrupt, not a model, unsafe
+            without ``trust``, or its weights do not fit ``arch``.
+
+    >>> model, info = load("trained/seed_cnn.pt")        # doctest: +SKIP
+    >>> info.format, info.parameters                     # doctest: +SKIP
+    ('interp-checkpoint', 516227)
+    """
+    shape = _check_shape(input_shape)
+    label = str(path)
+    data = _read(Path(path), label)
+    digest = hashlib.sha256(data).hexdigest()
+    model, fmt, meta, notes = _load_model(data, label, trust=trust, arch=arch)
+    _check_materialised(model, label)
+    if shape is None and meta.get("input_shape") is not None:
+        shape = tuple(meta["input_shape"])
+    classes = meta.get("classes")
+    info = ModelInfo(
+        path=label,
+        format=fmt,
+        sha256=digest,
+        parameters=sum(p.numel() for p in model.parameters()),
+        classes=tuple(classes) if classes is not None else None,
+        input_shape=shape,
+        meta=meta,
+        dataset=_recipe(meta, label),
+        notes=tuple(notes),
+    )
+    return model, info
+
+
+def _check_shape(shape: Any) -> tuple[int, ...] | None:
+    if shape is None:
+        return None
+    if not isinstance(shape, (tuple, list)) or not shape or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ValueError(
+            f"`input_shape` must be a tuple of positive ints without the batch axis, such "
+            f"as (1, 64); got {shape!r}"
+        )
+    return tuple(shape)
+
+
+def _read(path: Path, label: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InterpError(f"{label} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise InterpError(f"{label} is a directory; pass the model file inside it") from None
+    except OSError as err:
+        raise InterpError(f"cannot read {label} ({err.strerror}); check its permissions") from None
+
+
+def _load_model(
+    data: bytes, label: str, *, trust: bool, arch: str | Callable[[], nn.Module] | None
+) -> tuple[nn.Module, str, dict[str, Any], list[str]]:
+    kind = _formats.sniff(data)
+    notes: list[str] = []
+    if kind == "empty":
+        raise InterpError(f"{label} is empty (0 bytes); save the model again")
+    if kind in ("torchscript", "export"):
+        if arch is not None:
+            raise InterpError(
+                f"`arch` is for weights-only files, but {label} is a "
+                f"{'TorchScript archive' if kind == 'torchscript' else 'torch.export program'}; "
+                "drop --arch"
+            )
+        return load_code_archive(data, label, kind, trust=trust, notes=notes)
+    if kind == "safetensors":
+        state = _load_safetensors(data, label)
+        model = apply_arch(state, arch, label, notes, fmt="safetensors")
+        return model, "safetensors", {}, notes
+    if kind in ("torch-zip", "legacy-pickle", "pickle"):
+        obj = load_pickle(data, label, kind, trust=trust)
+        return _from_object(obj, label, trust=trust, arch=arch, notes=notes)
+    raise InterpError(_formats.not_a_model(data, label, kind))
+
+
+def _load_safetensors(data: bytes, label: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load as st_load
+
+    try:
+        return st_load(data)
+    except Exception:  # untrusted bytes: SafetensorError, but also others
+        raise InterpError(f"{label} is a truncated or corrupt safetensors file") from None
+
+
+def _from_object(
+    obj: Any, label: str, *, trust: bool, arch: str | Callable[[], nn.Module] | None,
+    notes: list[str],
+) -> tuple[nn.Module, str, dict[str, Any], list[str]]:  # fmt: skip
+    if _checkpoint.is_checkpoint(obj):
+        saved, meta = _checkpoint.unpack(obj, label)
+        if arch is None:
+            return saved, "interp-checkpoint", meta, notes
+        model = apply_arch(saved.state_dict(), arch, label, notes, fmt="interp-checkpoint")
+        return model, "interp-checkpoint", meta, notes
+    obj = unwrap(obj, label, notes)
+    if isinstance(obj, nn.Module):
+        if arch is not None:
+            model = apply_arch(obj.state_dict(), arch, label, notes, fmt="pickle")
+            return model, "pickle", {}, notes
+        return (obj if trust else rebuild_safe(obj, label)), "pickle", {}, notes
+    if is_state_dict(obj):
+        return apply_arch(obj, arch, label, notes, fmt="state-dict"), "state-dict", {}, notes
+    raise InterpError(
+        f"{label} is not a model: it holds {describe_content(obj)}; pass a saved model, "
+        "a state dict with --arch, or an interp checkpoint"
+    )
+
+
+def _check_materialised(model: nn.Module, label: str) -> None:
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.device.type == "meta":
+            raise InterpError(f"{label} has no values for `{name}`; save the model again")
+
+
+def _recipe(meta: Mapping[str, Any], label: str) -> object | None:
+    if "recipe" not in meta:
+        return None
+    try:
+        from interp.zoo import recipe_from_meta
+    except ImportError:  # the zoo is optional for loading
+        return None
+    try:
+        return recipe_from_meta(dict(meta))
+    except (InterpError, ValueError, TypeError, KeyError) as err:  # the file's meta is untrusted
+        raise InterpError(f"{label} has a malformed dataset recipe: {one_line(err)}") from None

@@ -1,0 +1,304 @@
+"""Data files -> :class:`Dataset`, validated against the model they are for.
+
+``.npz`` is read with ``allow_pickle=False`` and ``.pt`` with ``weights_only=True``
+(no allowlist), so a data file can never run code. Values larger than 1e6 in
+magnitude are accepted with a note (raw counts can be legitimate), while NaN/Inf,
+labels out of range and shapes that do not fit the model are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from interp.loading import formats as _formats
+from interp.loading.checkpoint import plain_tensor
+from interp.errors import InterpError
+
+HUGE = 1e6  # |x| above this gets a note: models are usually trained on normalised data
+_SHOW = 5  # rows listed in an error message
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated inputs and labels from a data file.
+
+    ``x`` is float32 ``(N, C, L)`` or ``(N, C, H, W)``; ``y`` int64 ``(N,)``.
+    ``notes`` lists conversions made while loading ("converted float64 to float32").
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: tuple[str, ...] | None
+    path: str
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (the report's ``data`` section)."""
+        return {
+            "path": self.path,
+            "n": int(self.x.shape[0]),
+            "classes": list(self.classes) if self.classes is not None else None,
+            "input_shape": list(self.x.shape[1:]),
+        }
+
+
+def load_data(
+    path: str | os.PathLike[str],
+    *,
+    model: nn.Module | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int | None = None,
+) -> Dataset:
+    """Load ``x``, ``y`` and optional ``classes`` from ``.npz`` or ``.pt``, and check them.
+
+    Args:
+        path: a ``np.savez`` file or a ``torch.save`` of a dict of tensors.
+        model: when given, the rank and channel count of its first convolution and
+            the outputs of its last Linear are checked against the data.
+        input_shape: expected ``x`` shape without the batch axis.
+        num_classes: labels must lie in ``[0, num_classes)``.
+
+    Raises:
+        InterpError: unreadable file, missing arrays, NaN/Inf rows, labels out of
+            range, or shapes that do not fit the model (expected and given).
+
+    >>> data = load_data("test.npz", input_shape=(1, 64))   # doctest: +SKIP
+    >>> data.x.shape, data.y.shape                          # doctest: +SKIP
+    (torch.Size([200, 1, 64]), torch.Size([200]))
+    """
+    label = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InterpError(f"data file {label} does not exist; check the path") from None
+    except OSError as err:
+        raise InterpError(f"cannot read data file {label} ({err.strerror})") from None
+    arrays = _read_arrays(raw, label)
+    notes: list[str] = []
+    x = _inputs(arrays, label, notes)
+    y = _labels(arrays, label, x.shape[0], notes)
+    classes = _classes(arrays.get("classes"), label)
+    expect_shape, expect_classes = _expectations(model, input_shape, num_classes, classes)
+    if classes is not None and expect_classes is not None and len(classes) != expect_classes:
+        raise InterpError(
+            f"data file {label} names {len(classes)} classes but the model has "
+            f"{expect_classes} outputs; save one name per model output as `classes`"
+        )
+    _check_shape(x, expect_shape, label)
+    _check_range(y, expect_classes, label)
+    return Dataset(x=x, y=y, classes=classes, path=label, notes=tuple(notes))
+
+
+def _read_arrays(raw: bytes, label: str) -> dict[str, Any]:
+    kind = _formats.sniff(raw)
+    fix = "save x, y (and classes) with np.savez or torch.save of a dict of tensors"
+    if kind == "empty":
+        raise InterpError(f"data file {label} is empty (0 bytes); {fix}")
+    if kind == "npz":
+        try:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+        except ValueError as err:
+            if "allow_pickle" in str(err) or "Object arrays" in str(err):
+                raise InterpError(
+                    f"data file {label} holds Python objects, which could run code; {fix}"
+                ) from None
+            raise InterpError(f"data file {label} is truncated or corrupt; {fix}") from None
+        except Exception:  # untrusted bytes: numpy and zipfile raise many types
+            raise InterpError(f"data file {label} is truncated or corrupt; {fix}") from None
+    if kind in ("torch-zip", "legacy-pickle"):
+        try:
+            obj = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+        except Exception as err:  # untrusted bytes: any failure is a bad file
+            unsafe = "Weights only load failed" in str(err)
+            why = "holds objects that could run code" if unsafe else "is truncated or corrupt"
+            raise InterpError(f"data file {label} {why}; {fix}") from None
+        if isinstance(obj, (tuple, list)) and len(obj) in (2, 3):
+            obj = dict(zip(("x", "y", "classes"), obj, strict=False))
+        if not isinstance(obj, Mapping):
+            raise InterpError(f"data file {label} holds a {type(obj).__name__}, not a dict; {fix}")
+        return {str(k): v for k, v in obj.items()}
+    if kind == "zip":
+        raise InterpError(f"data file {label} is truncated or corrupt; {fix}")
+    if kind in ("torchscript", "export", "safetensors"):
+        raise InterpError(f"data file {label} is a model file, not data; {fix}")
+    raise InterpError(f"data file {label} is not .npz or .pt data; {fix}")
+
+
+def _as_tensor(value: Any, name: str, label: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if not plain_tensor(value):
+            raise InterpError(
+                f"data file {label}: `{name}` is a {value.layout} tensor on {value.device}; "
+                "save a dense CPU tensor"
+            )
+        return value.detach()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, (list, tuple)):
+        try:
+            return torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    kind = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+    raise InterpError(f"data file {label}: `{name}` is {kind}, not numbers; save a numeric array")
+
+
+def _inputs(arrays: Mapping[str, Any], label: str, notes: list[str]) -> torch.Tensor:
+    if "x" not in arrays:
+        raise InterpError(
+            f"data file {label} has no `x` (found: {', '.join(sorted(arrays)) or 'nothing'}); "
+            "save the inputs as `x` and the labels as `y`"
+        )
+    x = _as_tensor(arrays["x"], "x", label)
+    if x.dtype == torch.bool or x.is_complex():
+        raise InterpError(f"data file {label}: `x` is {x.dtype}; save real numbers")
+    if x.ndim == 2:
+        x = x.unsqueeze(1)  # (N, L) -> (N, 1, L)
+        notes.append("added a channel axis: x (N, L) -> (N, 1, L)")
+    if x.ndim not in (3, 4):
+        raise InterpError(
+            f"data file {label}: `x` has shape {tuple(x.shape)}; expected (N, C, L), (N, L) "
+            "or (N, C, H, W)"
+        )
+    if x.numel() == 0:
+        raise InterpError(f"data file {label} is empty: `x` has shape {tuple(x.shape)}")
+    if x.dtype != torch.float32:
+        if x.is_floating_point():
+            _check_finite(x, label, "")
+        notes.append(f"converted {str(x.dtype).removeprefix('torch.')} to float32")
+        x = x.to(torch.float32)
+        _check_finite(x, label, " after conversion to float32")
+    else:
+        _check_finite(x, label, "")
+    peak = float(x.abs().max())
+    if peak > HUGE:
+        notes.append(
+            f"values reach {peak:.3g} (above {HUGE:.0e}); models are usually trained on "
+            "normalised inputs, check the scaling"
+        )
+    return x.contiguous()
+
+
+def _check_finite(x: torch.Tensor, label: str, suffix: str) -> None:
+    bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
+    if bad:
+        rows = ", ".join(str(i) for i in bad[:_SHOW]) + (" ..." if len(bad) > _SHOW else "")
+        raise InterpError(
+            f"data file {label}: {len(bad)} rows of `x` hold NaN or Inf{suffix} (rows {rows}); "
+            "remove or repair them"
+        )
+
+
+def _labels(arrays: Mapping[str, Any], label: str, n: int, notes: list[str]) -> torch.Tensor:
+    if "y" not in arrays:
+        raise InterpError(f"data file {label} has no `y`; save the integer labels as `y`")
+    value = arrays["y"]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "USO":
+        raise InterpError(
+            f"data file {label}: `y` holds strings; map them to integers 0..K-1 and save the "
+            "names as `classes`"
+        )
+    y = _as_tensor(value, "y", label)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.flatten()
+    if y.ndim != 1:
+        raise InterpError(
+            f"data file {label}: `y` has shape {tuple(y.shape)}; expected one integer label "
+            "per row, shape (N,)"
+        )
+    if y.shape[0] != n:
+        raise InterpError(
+            f"data file {label}: `x` has {n} rows but `y` has {y.shape[0]}; save one label per row"
+        )
+    dtype = str(y.dtype).removeprefix("torch.")
+    if y.is_complex():
+        raise InterpError(f"data file {label}: `y` is {dtype}; save integer class indices")
+    if y.is_floating_point():
+        bad = (~torch.isfinite(y) | (y != y.round()) | (y.abs() >= 2**62)).nonzero().flatten()
+        if len(bad):
+            rows = ", ".join(map(str, bad[:_SHOW].tolist()))
+            raise InterpError(
+                f"data file {label}: `y` holds non-integer labels (rows {rows}); save integer "
+                "class indices"
+            )
+        notes.append(f"converted labels from {dtype} to int64")
+    elif y.dtype == torch.bool:
+        notes.append("converted labels from bool to int64")
+    y = y.to(torch.int64)
+    return y.contiguous()
+
+
+def _classes(value: Any, label: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.ndim == 1:
+        return tuple(str(v) for v in value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise InterpError(f"data file {label}: `classes` must be a list of class names (str)")
+
+
+def _expectations(
+    model: nn.Module | None, shape: tuple[int, ...] | None, num_classes: int | None,
+    classes: tuple[str, ...] | None,
+) -> tuple[tuple[int | None, ...] | None, int | None]:  # fmt: skip
+    """Expected ``x`` shape (None entries: any) and class count, from the arguments."""
+    expect: tuple[int | None, ...] | None = tuple(shape) if shape is not None else None
+    if model is not None:
+        convs = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if expect is None and convs:
+            dims = 1 if isinstance(convs[0], nn.Conv1d) else 2
+            expect = (convs[0].in_channels, *([None] * dims))
+        if num_classes is None and linears:
+            num_classes = linears[-1].out_features
+    if num_classes is None and classes is not None:
+        num_classes = len(classes)
+    return expect, num_classes
+
+
+def _fmt(shape: tuple[int | None, ...]) -> str:
+    names = ("C", "L") if len(shape) == 2 else ("C", "H", "W")
+    parts = [str(s) if s is not None else n for s, n in zip(shape, names, strict=False)]
+    return "(" + ", ".join(parts) + ")"
+
+
+def _check_shape(x: torch.Tensor, expect: tuple[int | None, ...] | None, label: str) -> None:
+    if expect is None:
+        return
+    given = tuple(x.shape[1:])
+    if len(given) != len(expect):
+        raise InterpError(
+            f"data file {label}: the model expects {len(expect) - 1}D inputs "
+            f"{_fmt(expect)} per row, the data has {len(given) - 1}D rows {given}; "
+            "pass data made for this model"
+        )
+    if any(e is not None and e != g for e, g in zip(expect, given, strict=True)):
+        what = "channels" if expect[0] is not None and expect[0] != given[0] else "length"
+        raise InterpError(
+            f"data file {label}: the model expects rows of shape {_fmt(expect)}, the data has "
+            f"{given} (wrong {what}); pass data made for this model"
+        )
+
+
+def _check_range(y: torch.Tensor, num_classes: int | None, label: str) -> None:
+    hi = num_classes if num_classes is not None else None
+    bad_mask = y < 0 if hi is None else (y < 0) | (y >= hi)
+    bad = bad_mask.nonzero().flatten().tolist()
+    if bad:
+        rows = ", ".join(f"{i} ({int(y[i])})" for i in bad[:_SHOW])
+        allowed = f"[0, {hi})" if hi is not None else "non-negative"
+        raise InterpError(
+            f"data file {label}: {len(bad)} labels are outside {allowed} (rows {rows}); "
+            "labels are class indices for this model's outputs"
+        )

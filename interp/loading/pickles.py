@@ -1,0 +1,82 @@
+"""Pickles (``torch.save`` zip, legacy ``torch.save``, plain ``pickle``): decide from
+the globals they name whether they are safe, then load them exactly once.
+
+A safe load that fails is never retried unsafely: whoever made the file
+controls that failure (see docs/SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+import torch
+
+from interp.loading import arch as _arch
+from interp.loading import formats as _formats
+from interp.loading.messages import few, one_line
+from interp.errors import InterpError
+
+TRUST_FIX = "load it with --trust (trust=True in Python) only if you trust whoever made it"
+
+
+def load_pickle(data: bytes, label: str, kind: str, *, trust: bool) -> Any:
+    """Decide from the globals whether the pickle is safe, then load it exactly once."""
+    corrupt = f"{label} is truncated or corrupt; save the model again"
+    try:
+        if kind == "torch-zip":
+            member = _formats.zip_member(data, "data.pkl")
+            names = _formats.pickle_globals(member or b"")
+        else:
+            names = _formats.pickle_globals(data, count=5 if kind == "legacy-pickle" else 1)
+    except ValueError:
+        raise InterpError(corrupt) from None
+    layers = {_formats.qualified(cls) for cls in _arch.ALLOWED_CLASSES}
+    unsafe = sorted(set(names) - _formats.safe_load_globals() - layers)
+    if unsafe:
+        if not trust:
+            shown = few(unsafe, 5)
+            raise InterpError(
+                f"{label} can run code when loaded: its pickle names {shown}; "
+                f"{TRUST_FIX}, or re-save it with interp.save or as a state dict"
+            )
+        if kind == "pickle":  # a plain pickle.dump, not torch.save: pickle is the loader
+            try:
+                return pickle.loads(data)
+            except Exception as err:
+                raise InterpError(f"{label} could not be unpickled ({one_line(err)})") from None
+        return torch_load(data, label, weights_only=False)
+    if kind == "pickle":
+        raise InterpError(
+            f"{label} is a plain Python pickle, not a torch.save file; save the model with "
+            "interp.save(model, path) or torch.save"
+        )
+    if set(names) & layers:
+        with torch.serialization.safe_globals(list(_arch.ALLOWED_CLASSES)):
+            return torch_load(data, label, weights_only=True)
+    return torch_load(data, label, weights_only=True)
+
+
+def torch_load(data: bytes, label: str, *, weights_only: bool) -> Any:
+    try:
+        return torch.load(io.BytesIO(data), weights_only=weights_only, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        if weights_only:
+            raise InterpError(
+                f"{label} holds content torch refuses to load safely ({_unpickler_reason(err)}); "
+                f"{TRUST_FIX}"
+            ) from None
+        raise InterpError(f"{label} is truncated or corrupt; save the model again") from None
+    except Exception:  # any failure reading untrusted bytes means a damaged file
+        raise InterpError(f"{label} is truncated or corrupt; save the model again") from None
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The one informative line of torch's long weights_only error."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error" in line:
+            rest = line.partition("WeightsUnpickler error:")[2].strip()
+            return one_line(rest or (lines[i + 1] if i + 1 < len(lines) else line))
+    return one_line(err)

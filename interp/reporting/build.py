@@ -1,0 +1,289 @@
+"""Run every analysis on a model and assemble the report (JSON content + sections).
+
+Data flows one way: (model, info, data) -> structure -> connectivity -> sweep
+and equivariance -> explanation -> attribution -> verdict, each timed. The
+JSON content is complete before any section is drawn, and the verdict reads
+only that JSON. An analysis that cannot run here (no data, an unsupported
+head) leaves its section with a note saying why, never invented content.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from interp.loading.examples import check_xy, class_names, examples
+from interp._version import __version__
+from interp.errors import InterpError
+from interp.reporting import sections_arch, sections_data
+from interp.reporting.blocks import Section
+from interp.reporting.jsonio import SCHEMA, jsonable
+from interp.reporting.result import Report
+from interp.reporting.verdict import verdict
+from interp.geometry.core import structure
+
+DEFAULT_SAMPLES = 300
+DEFAULT_METHOD = "integrated_gradients"
+
+
+@dataclass
+class Context:
+    """Everything the section builders share; ``content`` becomes report.json."""
+
+    model: nn.Module
+    info: Any
+    x: torch.Tensor | None
+    y: torch.Tensor | None
+    classes: list[str]
+    axis: list[dict[str, Any]] | None
+    shifts: list[Any]
+    mode: str
+    method: str
+    seed: int
+    progress: bool
+    geo: Any = None
+    train_range: Any = None
+    results: dict[str, Any] = field(default_factory=dict)  # analysis objects, by section
+    notes: dict[str, str] = field(default_factory=dict)  # why a section is missing
+    warnings: dict[str, list[str]] = field(default_factory=dict)  # by section
+    content: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def generator(self, salt: int = 0) -> torch.Generator:
+        """A local generator for one random choice; the global RNG is never touched."""
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+
+def default_shift_spec(input_shape: Sequence[int]) -> str:
+    """The spec of :func:`interp.shifts.default_shifts`, as ``interp sweep`` uses it.
+
+    >>> default_shift_spec((1, 8192)), default_shift_spec((1, 32, 32))
+    ('-4018:4018:82', 'y:-8:8;x:-8:8')
+    """
+    from interp.shifts import default_shifts
+
+    shifts = default_shifts(input_shape)
+    first, last = shifts[0], shifts[-1]
+    if isinstance(first, tuple) and isinstance(last, tuple):
+        return f"y:{first[0]}:{last[0]};x:{first[1]}:{last[1]}"
+    step = int(shifts[1]) - int(first) if len(shifts) > 1 else 1  # type: ignore[arg-type]
+    return f"{first}:{last}:{step}"
+
+
+def _timed(ctx: Context, name: str, step: Callable[[Context], None]) -> None:
+    start = time.perf_counter()
+    step(ctx)
+    ctx.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def report(
+    model: nn.Module,
+    info: Any = None,
+    *,
+    data: Any = None,
+    shifts: str | Sequence[Any] | None = None,
+    mode: str = "roll",
+    method: str = DEFAULT_METHOD,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = False,
+) -> Report:
+    """Explain why ``model`` is or is not translation invariant, with every analysis.
+
+    Args:
+        model: the classifier; left unchanged (see DESIGN.md, Promises).
+        info: the ``ModelInfo`` from :func:`interp.load` (file identity, axis, recipe).
+        data: ``(x, y)`` tensors or a ``Dataset``; None uses the zoo recipe if the
+            model has one, else the report covers structure and connectivity only.
+        shifts: a spec such as ``"-3000:3000:250"`` or a list; None sweeps the full range.
+        mode: ``roll``, ``zero`` or ``edge``.
+        method: attribution method name (``interp.METHODS``).
+        samples: examples used (a seeded random subset of larger data).
+        seed: seeds every random choice (local generators only).
+        device: where the model's parameters are; data is moved there.
+        progress: a progress bar on stderr.
+
+    >>> rep = report(model, info)                 # doctest: +SKIP
+    >>> rep.verdict["translation_invariant"]      # doctest: +SKIP
+    False
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise InterpError(f"`samples` must be a positive integer, got {samples!r}")
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.device.type != torch.device(device).type:
+        raise InterpError(
+            f"`device` {device!r} but the model's parameters are on {param.device}; "
+            f"move the model with model.to({device!r}) or pass device={param.device.type!r}"
+        )
+    _check_options(mode, method)
+    start = time.perf_counter()
+    x, y, data_entry = examples(info, data, samples, seed)
+    if x is not None and y is not None:
+        check_xy(x, y, getattr(info, "input_shape", None))
+        x, y = x.to(device), y.to(device)
+    meta = getattr(info, "meta", None) or {}
+    geo = structure(model, x[:1] if x is not None else None,
+                    input_shape=getattr(info, "input_shape", None))  # fmt: skip
+    k = geo.num_classes or 0
+    if y is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise InterpError(
+            f"`data` has labels {int(y.min())}..{int(y.max())} but the model has {k} outputs; "
+            f"labels must be class indices 0..{k - 1}"
+        )
+    spec = shifts if shifts is not None else default_shift_spec(geo.input_shape)
+    shift_list = _shift_list(spec, geo.spatial_dims)
+    ctx = Context(
+        model=model,
+        info=info,
+        x=x,
+        y=y,
+        classes=class_names(info, data_entry, geo.num_classes),
+        axis=meta.get("axis") if isinstance(meta.get("axis"), list) else None,
+        shifts=shift_list,
+        mode=mode,
+        method=method,
+        seed=seed,
+        progress=progress,
+        geo=geo,
+    )
+    recipe = getattr(info, "dataset", None)
+    ctx.train_range = getattr(recipe, "train_shift_range", None)
+    ctx.timings["structure"] = round(time.perf_counter() - start, 3)
+    ctx.content = _header(ctx, info, data_entry, spec, samples, device)
+    steps = [
+        ("connectivity", sections_data.run_connectivity),
+        ("shifts", sections_data.run_sweep),
+        ("equivariance", sections_data.run_equivariance),
+        ("explanation", sections_data.run_explanation),
+        ("attribution", sections_data.run_attribution),
+    ]
+    bar = _progress(len(steps), progress)
+    for name, step in steps:
+        if bar is not None:
+            bar.set_description(name)
+        _timed(ctx, name, step)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    ctx.content["warnings"] = {k: list(dict.fromkeys(v)) for k, v in ctx.warnings.items()}
+    ctx.content["verdict"] = verdict(ctx.content)
+    t_render = time.perf_counter()
+    sections = _sections(ctx)
+    ctx.timings["figures"] = round(time.perf_counter() - t_render, 3)
+    ctx.timings["total"] = round(time.perf_counter() - start, 3)
+    ctx.content["timings"] = dict(ctx.timings)
+    sections.append(sections_arch.reproducibility_section(ctx.content, ctx.timings))
+    ctx.content["sections"] = [
+        {"id": s.id, "title": s.title, "available": s.available} for s in sections
+    ]
+    name = meta.get("name") or _stem(getattr(info, "path", None)) or type(model).__name__
+    subtitle = f"{getattr(info, 'path', None) or 'in-memory model'} · interp {__version__}"
+    content = jsonable(ctx.content)
+    return Report(f"Is {name} translation invariant?", subtitle, tuple(sections),
+                  content)  # fmt: skip
+
+
+def _check_options(mode: str, method: str) -> None:
+    from interp.shifts import check_mode
+
+    check_mode(mode)
+    try:
+        from interp.attribution.core import METHODS
+    except ImportError:
+        return
+    if method not in METHODS:
+        raise InterpError(
+            f"`method` {method!r} is not an attribution method; use one of: {', '.join(METHODS)}"
+        )
+
+
+def _shift_list(spec: str | Sequence[Any], dims: int) -> list[Any]:
+    from interp.shifts import normalize_shifts, parse_shifts
+
+    if isinstance(spec, str):
+        return list(parse_shifts(spec, dims))
+    return list(normalize_shifts(spec, dims))
+
+
+def _stem(path: Any) -> str | None:
+    if not path:
+        return None
+    from pathlib import Path
+
+    return Path(str(path)).stem
+
+
+def _header(
+    ctx: Context, info: Any, data_entry: dict[str, Any] | None, spec: Any, samples: int, device: str
+) -> dict[str, Any]:
+    to_dict = getattr(info, "to_dict", None)
+    model_entry = to_dict() if callable(to_dict) else {
+        "path": getattr(info, "path", None), "format": "in-memory", "sha256": None,
+        "parameters": sum(p.numel() for p in ctx.model.parameters()),
+    }  # fmt: skip
+    if data_entry is not None and ctx.x is not None:
+        data_entry = {
+            **data_entry,
+            "n": int(ctx.x.shape[0]),
+            "classes": ctx.classes,
+            "input_shape": list(ctx.x.shape[1:]),
+        }
+    return {
+        "schema": SCHEMA,
+        "interp_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "model": model_entry,
+        "data": data_entry,
+        "axis": ctx.axis,
+        "classes": ctx.classes,
+        "settings": {
+            "shifts": spec if isinstance(spec, str) else jsonable(list(spec)),
+            "mode": ctx.mode,
+            "method": ctx.method,
+            "samples": samples,
+            "seed": ctx.seed,
+            "device": device,
+        },
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "platform": sys.platform,
+        },
+        "structure": ctx.geo.to_dict(),
+        "connectivity": None,
+        "sweep": None,
+        "equivariance": None,
+        "explanation": None,
+        "attribution": None,
+    }
+
+
+def _sections(ctx: Context) -> list[Section]:
+    return [
+        sections_arch.verdict_section(ctx.content),
+        sections_arch.architecture_section(ctx.geo, ctx.content),
+        sections_data.connectivity_section(ctx),
+        sections_data.explanation_section(ctx),
+        sections_data.shifts_section(ctx),
+        sections_data.attribution_section(ctx),
+    ]
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, unit="section", leave=False)

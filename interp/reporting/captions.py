@@ -1,0 +1,218 @@
+"""Figure captions and section sentences, generated from the report JSON.
+
+A caption says what the figure shows and what to look at, with the numbers
+that make the point; nothing here is specific to one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from interp.reporting.formatting import fmt_shift, pct, size
+
+
+def _units(values: Sequence[float], axis: Any) -> list[float]:
+    axes = list(axis or [])
+    out = []
+    for d, v in enumerate(values):
+        a = axes[d] if d < len(axes) else {}
+        out.append(float(a.get("start", 0.0)) + float(v) * float(a.get("step", 1.0)))
+    return out
+
+
+def _unit(axis: Any, dims: int = 1) -> str:
+    axes = list(axis or [])
+    return (axes[0].get("unit") if axes else None) or ("bins" if dims == 1 else "px")
+
+
+def where(position: Any, axis: Any) -> str:
+    """An input position (index, or [y, x]) in axis units: ``'1234 Hz'``."""
+    if position is None:
+        return "-"
+    values = list(position) if isinstance(position, (list, tuple)) else [position]
+    units = _units(values, axis)
+    text = ", ".join(f"{v:.4g}" for v in units)
+    return f"({text}) {_unit(axis, 2)}" if len(units) > 1 else f"{text} {_unit(axis)}"
+
+
+def span(bounds: Sequence[Any], axis: Any) -> str:
+    """A footprint ``[lo, hi]`` in axis units: ``'-350 to 420 Hz'``."""
+    lo, hi = bounds
+    if isinstance(lo, (list, tuple)):
+        return f"{where(lo, axis)} to {where(hi, axis)}"
+    a, b = _units([lo], axis)[0], _units([hi], axis)[0]
+    return f"{a:.4g} to {b:.4g} {_unit(axis)}"
+
+
+# --- connectivity ---------------------------------------------------------------
+
+
+def profiles(conn: Any) -> str:
+    if conn.kind == "pooled":
+        return (
+            "Head weight of every kernel for each class. Position does not enter: a pooled head "
+            "multiplies each kernel's pooled activation by one weight, wherever the pattern is."
+        )
+    return (
+        "Head weights summed over kernels, for each class, against input position. Look at "
+        "where each class's weight sits: to raise that class's logit, a pattern's activations "
+        "must land there; elsewhere the weights are near their initial values."
+    )
+
+
+def weight_map(name: str) -> str:
+    return (
+        f"Weights of class '{name}' over positions, red positive, blue negative, the class's "
+        "data footprint outlined. Look at how much of the weight sits inside the outline: a "
+        "shifted pattern activates neurons outside it."
+    )
+
+
+def kernels(name: str) -> str:
+    return (
+        f"The first-layer kernels that class '{name}' relies on most: the pattern detectors "
+        "whose activations the head reads. They respond the same way wherever the pattern is."
+    )
+
+
+# --- sweep ----------------------------------------------------------------------
+
+
+def _zero_index(shifts: Sequence[Any]) -> int:
+    return min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
+
+
+def sweep_sentences(data: Mapping[str, Any], axis: Any) -> list[str]:
+    shifts, acc = data["shifts"], data["accuracy"]
+    prob = data["mean_true_probability"]
+    i0 = _zero_index(shifts)
+    lo = min(range(len(acc)), key=lambda i: (acc[i], i))
+    out = [
+        f"{data['n']} samples, each shifted by {len(shifts)} shifts from "
+        f"{fmt_shift(shifts[0], axis)} to {fmt_shift(shifts[-1], axis)} ({data['mode']} mode). "
+        f"Accuracy is {pct(acc[i0])} at {fmt_shift(shifts[i0], axis)} and lowest, "
+        f"{pct(acc[lo])}, at {fmt_shift(shifts[lo], axis)}; the mean probability of the true "
+        f"class goes from {pct(prob[i0])} to {pct(min(prob))}."
+    ]
+    if data.get("engine_reason"):
+        out.append(f"How the logits of every (sample, shift) were computed: "
+                   f"{data['engine_reason']}.")  # fmt: skip
+    elif data.get("engine"):
+        out.append(f"Logits of every (sample, shift) from the {data['engine']} engine.")
+    return out
+
+
+def sweep(data: Mapping[str, Any], axis: Any) -> str:
+    shifts, acc = data["shifts"], data["accuracy"]
+    lo = min(range(len(acc)), key=lambda i: (acc[i], i))
+    band = (
+        " The shaded band is the range of offsets seen in training."
+        if data.get("train_range")
+        else ""
+    )
+    return (
+        f"Accuracy and mean true-class probability versus shift.{band} Look at where the "
+        f"curves leave their shift-0 level: accuracy reaches its lowest, {pct(acc[lo])}, at "
+        f"{fmt_shift(shifts[lo], axis)}."
+    )
+
+
+def per_class(data: Mapping[str, Any], axis: Any) -> str:
+    worst = []
+    for name, row in zip(data["classes"], data["per_class_accuracy"], strict=True):
+        vals = [(v, i) for i, v in enumerate(row) if v is not None]
+        if vals:
+            v, i = min(vals)
+            worst.append(f"'{name}' {pct(v)} at {fmt_shift(data['shifts'][i], axis)}")
+    low = "; ".join(worst)
+    return (
+        "Accuracy of each class versus shift. Look for the classes that fail first, and at "
+        f"which shifts. Lowest: {low}."
+    )
+
+
+# --- equivariance -----------------------------------------------------------------
+
+
+def equivariance_sentences(data: Mapping[str, Any]) -> list[str]:
+    """The equivariance analysis's own findings (generated from its measured errors)."""
+    return [str(f) for f in data.get("findings") or []]
+
+
+def equivariance(data: Mapping[str, Any]) -> str:
+    brk = data.get("first_break")
+    where = f"layer {brk!r} here" if brk else "no layer crosses it here"
+    return (
+        "Relative equivariance error per layer: how far each layer's output for a shifted "
+        "input is from the shifted output (interior, on the stride grid), how much strided "
+        "layers change off the grid (aliasing), and how much outputs without positions change. "
+        f"Look for the first bar above the dotted tolerance line: {where}."
+    )
+
+
+# --- explanation --------------------------------------------------------------------
+
+
+def explanation_intro(data: Mapping[str, Any], axis: Any) -> str:
+    samples = ", ".join(str(i) for i in data["samples"])
+    shift = fmt_shift(data["shift"], axis)
+    if data.get("shift_chosen_as") == "largest shift":
+        return (
+            f"Samples {samples} at {shift}, the largest swept shift (accuracy did not drop): "
+            "activity of the feature map before and after the shift and each position's "
+            "contribution to the logits, which move with the pattern while the logits stay."
+        )
+    return (
+        f"Samples {samples} (right unshifted and wrong shifted where possible, one per class) at "
+        f"{shift}, the shift where accuracy is lowest: activity of the feature map before and "
+        "after the shift, each position's contribution to the logits, the logit lost and the "
+        "class that wins instead."
+    )
+
+
+def explanation(data: Mapping[str, Any], i: int, axis: Any) -> str:
+    entry = data["per_sample"][i]
+    true, winner, drop = entry["true_class"], entry["winner"], entry.get("logit_drop")
+    change = ""
+    if isinstance(drop, (int, float)):
+        change = f" loses {drop:.3g} logit" if drop > 0 else f" gains {-drop:.3g} logit"
+    outcome = f"'{winner}' wins instead" if winner != true else f"'{true}' still wins"
+    return (
+        f"Sample {data['samples'][i]} (class '{true}'){change} when shifted by "
+        f"{fmt_shift(data['shift'], axis)}; {outcome}. Look at where the activity moves "
+        "relative to the dashed footprint, and where the true class's contributions go."
+    )
+
+
+# --- attribution --------------------------------------------------------------------
+
+
+def attribution_intro(data: Mapping[str, Any], axis: Any) -> str:
+    samples = ", ".join(str(i) for i in data["samples"])
+    return (
+        f"Samples {samples} (the first of those explained above, when there are), attributed "
+        f"to their true class with {data['method']} at shifts "
+        f"{', '.join(fmt_shift(s, axis) for s in data['shifts'])}."
+    )
+
+
+def attribution(data: Mapping[str, Any], axis: Any) -> str:
+    sims = [(v, i) for i, v in enumerate(data.get("aligned_similarity") or [])
+            if isinstance(v, (int, float))]  # fmt: skip
+    low = ""
+    if sims:
+        v, i = min(sims)
+        low = f" Lowest mean correlation: {v:.2f} at {fmt_shift(data['shifts'][i], axis)}."
+    return (
+        "Pearson correlation of each aligned attribution map with the unshifted one, versus "
+        "shift. Look at whether it stays near 1: an equivariant explanation follows the "
+        f"pattern even where the prediction changes.{low}"
+    )
+
+
+def attribution_maps(data: Mapping[str, Any], axis: Any) -> str:
+    return (
+        f"Attribution maps of sample {data['samples'][0]} at each shift, aligned back. Look at "
+        "whether the attribution moves with the pattern and keeps its shape."
+    )

@@ -1,0 +1,301 @@
+"""The verdict: invariant or not, why, and what to do, generated from the report JSON alone.
+
+:func:`verdict` reads only the report dict (structure, sweep, equivariance,
+axis), so every sentence it writes can be checked against numbers in
+``report.json``. The rule:
+
+- with a sweep, and a model that works at shift 0 (accuracy at least halfway
+  from chance to 100%): invariant when accuracy stays within the sweep's
+  tolerance (5 points) of its shift-0 value at every swept shift, in either
+  direction (the rule of the sweep's invariance range, applied to all shifts);
+- otherwise from structure: a positional head is not invariant by
+  construction; a pooled head is invariant up to boundary effects and
+  aliasing (to be confirmed with data); an unknown head is undecided (None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from interp.reporting.formatting import fmt_extent, fmt_shift, pct, rel, size
+
+__all__ = ["fmt_extent", "fmt_shift", "pct", "rel", "size", "verdict"]
+
+TOLERANCE = 0.05  # accuracy points below shift 0 that still count as invariant
+
+
+def _head_reason(structure: Mapping[str, Any], measured_invariant: bool | None) -> str | None:
+    head = structure.get("head") or {}
+    positions = "x".join(str(p) for p in head.get("positions") or [])
+    if head.get("kind") == "positional" and measured_invariant:
+        return (
+            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels x "
+            f"{positions} positions of layer {head.get('reads')!r} with its own weight for each "
+            "(kernel, position): the invariance measured here was learned position by position "
+            "(e.g. from shift augmentation) and holds only where training put patterns."
+        )
+    if head.get("kind") == "positional":
+        return (
+            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels x "
+            f"{positions} positions of layer {head.get('reads')!r} and gives each (kernel, "
+            "position) its own weight, with no global pooling: a shifted pattern lands on "
+            "neurons whose weights for its class were shaped only by background."
+        )
+    if head.get("kind") == "pooled":
+        how = f"global {head.get('pooling')} pooling" if head.get("pooling") else "global pooling"
+        return (
+            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels after "
+            f"{how} over the {positions} positions of layer {head.get('reads')!r}: one weight "
+            "per kernel, wherever the pattern is."
+        )
+    return None
+
+
+def _pooling_suggestion(structure: Mapping[str, Any], num_classes: Any) -> str:
+    head = structure.get("head") or {}
+    dims = int(structure.get("spatial_dims") or 1)
+    positions = "x".join(str(p) for p in head.get("positions") or [])
+    return (
+        f"Put global pooling before the head: AdaptiveMaxPool{dims}d(1) (or AvgPool) after layer "
+        f"{head.get('reads')!r}, then Linear({head.get('channels')}, {num_classes}); every one "
+        f"of the {positions} positions then shares one weight per kernel."
+    )
+
+
+def _equivariance_reasons(
+    eq: Mapping[str, Any] | None, invariant: bool | None
+) -> tuple[list[str], list[str]]:
+    """Where equivariance breaks and which strided layers alias, from the equivariance JSON.
+
+    ``invariant``: the measured verdict; when accuracy held, anti-aliasing is optional.
+    """
+    if not eq:
+        return [], []
+    reasons, suggestions = [], []
+    layers = [lay for lay in eq.get("layers") or [] if isinstance(lay, Mapping)]
+    by_name = {lay.get("name"): lay for lay in layers}
+    brk = by_name.get(eq.get("first_break"))
+    if brk is not None:
+        before = [float(lay["interior_error"]) for lay in layers[: layers.index(brk)]
+                  if lay.get("positions") and lay.get("interior_error") is not None]  # fmt: skip
+        trunk = f" every layer before it moves its features with the input (interior error at " \
+                f"most {rel(max(before))});" if before else ""  # fmt: skip
+        if brk.get("positions"):
+            change = (
+                f"its output differs from its shifted output by {rel(brk.get('interior_error'))}"
+            )
+        else:
+            change = f"its output changes by {rel(brk.get('invariance_error'))} under shifts"
+        reasons.append(
+            f"Equivariance first breaks at layer {brk['name']!r} ({brk.get('type')}):{trunk} "
+            f"{change}."
+        )
+    aliasing = [by_name[n] for n in eq.get("aliasing_layers") or [] if n in by_name]
+    for lay in aliasing:
+        stride = "x".join(str(v) for v in lay.get("stride") or []) or "?"
+        reasons.append(
+            f"Strided layer {lay['name']!r} ({lay.get('type')}, stride {stride}) aliases: shifts "
+            f"that are not multiples of {stride} change its features by "
+            f"{rel(lay.get('aliasing_error'))}, against {rel(lay.get('error'))} on multiples."
+        )
+    if aliasing:
+        quoted = [repr(lay["name"]) for lay in aliasing]
+        names = ("layer " if len(quoted) == 1 else "layers ") + (
+            quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+        )
+        worst = max((lay.get("aliasing_error") or 0.0) for lay in aliasing)
+        text = (
+            f"anti-aliased pooling (blur before subsampling, Zhang 2019) in {names}: shifts "
+            f"off the stride grid change the features by up to {rel(worst)}"
+        )
+        suggestions.append(
+            f"If exact invariance matters, use {text}, although accuracy held over the swept "
+            "shifts."
+            if invariant
+            else f"Use {text}."
+        )
+    return reasons, suggestions
+
+
+def _train_extent(train: Any) -> float | None:
+    """Largest |offset| of the sweep's ``train_range`` ([lo, hi] or r), or None."""
+    if isinstance(train, (int, float)) and not isinstance(train, bool):
+        return abs(float(train))
+    if isinstance(train, (list, tuple)) and len(train) == 2:
+        return max(abs(float(v)) for v in train)
+    return None
+
+
+def _range_sentence(inv: Any, axis: Any, dims: int, tol: float) -> str | None:
+    if not isinstance(inv, (list, tuple)) or len(inv) != 2:
+        return None
+    lo, hi = inv
+    if dims == 1:
+        where = f"from {fmt_shift(lo, axis)} to {fmt_shift(hi, axis)}"
+    else:
+        unit = fmt_shift(0, axis).split()[-1] if axis else "px"
+        where = (f"for dy from {lo[0]:+d} to {hi[0]:+d} (dx = 0) and dx from {lo[1]:+d} to "
+                 f"{hi[1]:+d} (dy = 0) {unit}")  # fmt: skip
+    return (
+        f"The invariance range, where accuracy stays within {tol * 100:g} points of shift 0 "
+        f"without a gap, runs {where}."
+    )
+
+
+def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The decision and sentences from the shift sweep, or None when it cannot decide."""
+    sweep = content.get("sweep")
+    if not isinstance(sweep, Mapping) or not sweep.get("accuracy"):
+        return None
+    axis = content.get("axis")
+    dims = int((content.get("structure") or {}).get("spatial_dims") or 1)
+    tol = float(sweep.get("tolerance") or TOLERANCE)
+    shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
+    i0 = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
+    a0, s0 = acc[i0], fmt_shift(shifts[i0], axis)
+    k = (content.get("structure") or {}).get("num_classes") or 0
+    chance = 1.0 / k if k else 0.0
+    if a0 < chance + (1.0 - chance) / 2:
+        return {"undecided": (
+            f"Accuracy at {s0} is only {pct(a0)} (chance is {pct(chance)}): the model does not "
+            "solve the task on this data, so the sweep cannot show invariance."
+        )}  # fmt: skip
+    failing = [i for i, a in enumerate(acc) if abs(a - a0) > tol + 1e-12]
+    worst = min(range(len(acc)), key=lambda i: (acc[i], size(shifts[i]), i))
+    span = (
+        f"{len(shifts)} shifts from {fmt_shift(shifts[0], axis)} to {fmt_shift(shifts[-1], axis)}"
+    )
+    reasons, details, suggestions = [], [], []
+    if failing:
+        big = max(size(s) for s in shifts)
+        ends = [i for i in range(len(shifts)) if size(shifts[i]) == big]
+        at_ends = " and ".join(f"{pct(acc[i])} at {fmt_shift(shifts[i], axis)}" for i in ends[:2])
+        reasons.append(
+            f"Accuracy falls from {pct(a0)} at {s0} to {pct(acc[worst])} at "
+            f"{fmt_shift(shifts[worst], axis)} ({span}); at the largest shifts it is {at_ends}."
+        )
+        first = min(failing, key=lambda i: (size(shifts[i]), i))
+        reach = max(size(shifts[i]) for i in failing)
+        train = _train_extent(sweep.get("train_range"))
+        seen = (
+            f", while training only saw offsets up to {fmt_extent(train, axis, dims)}"
+            if train is not None
+            else ""
+        )
+        suggestions.append(
+            f"Augment training with random shifts over {fmt_extent(reach, axis, dims)} to cover "
+            f"the failing range: accuracy is more than {tol * 100:g} points off its shift-0 "
+            f"value at shifts as small as {fmt_shift(shifts[first], axis)}{seen}."
+        )
+        sentence = _range_sentence(sweep.get("invariance_range"), axis, dims, tol)
+        if sentence:
+            details.append(sentence)
+    else:
+        lowest = (
+            f" (lowest {pct(acc[worst])} at {fmt_shift(shifts[worst], axis)})"
+            if acc[worst] < a0
+            else ""
+        )
+        reasons.append(
+            f"Accuracy stays within {tol * 100:g} points of its {pct(a0)} at {s0} across "
+            f"all {span}{lowest}."
+        )
+    consistency = sweep.get("consistency")
+    if isinstance(consistency, (int, float)):
+        details.append(
+            f"Two different shifts of the same input get the same predicted class "
+            f"{pct(consistency)} of the time (consistency, Zhang 2019; {sweep.get('n')} "
+            f"samples, {sweep.get('mode')} mode)."
+        )
+    return {
+        "invariant": not failing,
+        "reasons": reasons,
+        "details": details,
+        "suggestions": suggestions,
+    }
+
+
+def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
+    """Decide translation invariance from a report dict; every sentence cites its numbers.
+
+    Args:
+        content: a report dict with ``structure`` and, when measured, ``sweep``,
+            ``equivariance`` and ``axis``.
+
+    Returns:
+        ``{"translation_invariant": bool | None, "basis": "measured" | "structure",
+        "headline": str, "reasons": [...], "suggestions": [...]}``.
+
+    >>> verdict({"structure": {"head": {"kind": "positional"}}})["translation_invariant"]
+    False
+    """
+    structure = content.get("structure") or {}
+    kind = (structure.get("head") or {}).get("kind", "unknown")
+    reasons: list[str] = []
+    suggestions: list[str] = []
+    measured = _measured(content)
+    measured_invariant = (measured or {}).get("invariant")
+    head = _head_reason(structure, measured_invariant)
+    eq_reasons, eq_suggestions = _equivariance_reasons(
+        content.get("equivariance"), measured_invariant
+    )
+    if measured is not None and "undecided" not in measured:
+        invariant: bool | None = measured["invariant"]
+        basis = "measured"
+        reasons += measured["reasons"]
+    else:
+        basis = "structure"
+        invariant = {"positional": False, "pooled": True}.get(kind)
+        if measured is not None:
+            reasons.append(measured["undecided"])
+    if head:
+        reasons.append(head)
+    reasons += eq_reasons
+    if measured is not None:
+        reasons += measured.get("details", [])
+    if invariant is False and kind == "positional":
+        suggestions.append(_pooling_suggestion(structure, structure.get("num_classes")))
+    if measured is not None and "suggestions" in measured:
+        suggestions += measured["suggestions"]
+    suggestions += eq_suggestions
+    if basis == "structure":
+        if kind == "pooled":
+            reasons.append(
+                "Pooled heads are invariant up to boundary effects and aliasing from strided "
+                "layers; a shift sweep on data confirms it."
+            )
+        if kind == "unknown":
+            reasons.append(
+                "No Linear head reading a feature map through Flatten or global pooling was "
+                "found, so the architecture alone cannot decide."
+            )
+        if content.get("sweep") is None:
+            suggestions.append(
+                "Measure it: pass --data FILE (data=(x, y) in Python) with labelled examples "
+                "to sweep accuracy over shifts."
+            )
+    return {
+        "translation_invariant": invariant,
+        "basis": basis,
+        "headline": _headline(invariant, basis),
+        "reasons": reasons,
+        "suggestions": suggestions,
+    }
+
+
+def _headline(invariant: bool | None, basis: str) -> str:
+    if invariant is None:
+        return "Translation invariance could not be decided."
+    if basis == "measured":
+        return (
+            "The model is translation invariant over the swept shifts."
+            if invariant
+            else "The model is not translation invariant."
+        )
+    return (
+        "The model is invariant by construction, up to boundary effects and aliasing "
+        "(not yet measured)."
+        if invariant
+        else "The model is not translation invariant, by construction."
+    )

@@ -1,0 +1,227 @@
+"""Boundary bands: the few feature-map positions whose windows reach some layer's padding.
+
+Every position of a shifted map equals the valid map of its phase at lag ``q`` (the
+extended input has margins, so this holds even for padding positions) except where
+padding or an earlier band changed it. Bands hold the true values (n, S, C, *box),
+recomputed layer by layer for every shift:
+
+- 1D (:func:`bands_1d`), tap by tap: a conv or average output is the valid value plus
+  the taps that read padding or a band times ``(true - valid)`` input; a max output is
+  the max of the band taps and of a sliding max of the clean taps on the valid map.
+  The cost per shift is a few taps, not a window.
+- 2D (:func:`bands_nd`): the real op runs on strips assembled from the valid map and
+  the previous bands, with that layer's padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from interp.sweep.engine.head import take
+from interp.sweep.engine.plan import Level, Op, band_boxes, ix
+
+Box = tuple[tuple[int, int], ...]
+Bands = dict[Box, torch.Tensor]
+Phase = tuple[int, ...]
+
+
+def phase(level: Level, t: torch.Tensor) -> tuple[Phase, torch.Tensor]:
+    """Phase key and index ``q`` (S, d) of map position 0 in that phase's valid map."""
+    t = t - torch.tensor(level.offset, device=t.device)
+    stride = torch.tensor(level.stride, device=t.device)
+    r = t.remainder(stride)
+    return tuple(int(v) for v in r[0]), (t - r) // stride
+
+
+def pointwise(op: Op, bands: Bands, n: int, s: int) -> Bands:
+    return {b: op(v.flatten(0, 1)).unflatten(0, (n, s)) for b, v in bands.items()}
+
+
+def _at(node: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """node (n, C, Lb), index (S, m) -> (n, S, C, m)."""
+    if index.shape[1] == 1:
+        return take(node, index[:, 0]).unsqueeze(-1)
+    n, c = node.shape[:2]
+    return node.index_select(2, index.flatten()).view(n, c, *index.shape).permute(0, 2, 1, 3)
+
+
+@dataclass(frozen=True)
+class _Tap:
+    """One band output of a 1D windowed layer: which taps read clean / other inputs."""
+
+    out: int  # output position
+    pos: tuple[int, ...]  # input position read by each tap
+    clean: tuple[int, ...]  # taps on clean inputs (contiguous)
+    other: tuple[int, ...]  # taps on padding or band inputs
+
+
+def tap_plan(ops: list[Op], geo: list[Level]) -> list[list[_Tap]]:
+    """Per layer, the band outputs to recompute: those the head or a later band reads."""
+    final = geo[-1]
+    (c0, c1), = final.core  # fmt: skip
+    needed = set(range(final.size[0])) - set(range(c0, c1))
+    plans: list[list[_Tap]] = [[] for _ in ops]
+    for i in reversed(range(len(ops))):
+        op = ops[i]
+        if not op.windowed:
+            continue
+        (c0, c1), = geo[i].core  # fmt: skip
+        taps = []
+        for o in sorted(needed):
+            pos = tuple(o * op.stride[0] - op.pad_lo[0] + op.dilation[0] * k
+                        for k in range(op.kernel[0]))  # fmt: skip
+            clean = tuple(k for k, p in enumerate(pos) if c0 <= p < c1)
+            other = tuple(k for k, p in enumerate(pos) if not c0 <= p < c1)
+            taps.append(_Tap(o, pos, clean, other))
+        plans[i] = taps
+        needed = {t.pos[k] for t in taps for k in t.other if 0 <= t.pos[k] < geo[i].size[0]}
+    return plans
+
+
+def _true(bands: dict[int, torch.Tensor], pos: list[int], like: torch.Tensor) -> torch.Tensor:
+    """True input values at map positions ``pos`` (0 at padding): (n, S, C, len(pos))."""
+    zero = like.new_zeros(like.shape[:3])
+    return torch.stack([bands.get(p, zero) for p in pos], -1)
+
+
+def bands_1d(ops: list[Op], geo: list[Level], plans: list[list[_Tap]], kept: list[Any],
+             t: torch.Tensor, n: int) -> Bands:  # fmt: skip
+    """Bands of the last map for shifts with offsets ``t`` (S, 1), tap by tap."""
+    s = t.shape[0]
+    bands: dict[int, torch.Tensor] = {}  # map position -> (n, S, C)
+    for i, op in enumerate(ops):
+        if not op.windowed:
+            # as (n*S, C, 1) maps: BatchNorm and PReLU read channels from dim 1
+            bands = {p: op(v.flatten(0, 1)[..., None])[..., 0].unflatten(0, (n, s))
+                     for p, v in bands.items()}  # fmt: skip
+            continue
+        key_in, q_in = phase(geo[i], t)
+        key_out, q_out = phase(geo[i + 1], t)
+        node_in, node_out = kept[i][key_in], kept[i + 1][key_out]
+        like = node_in.new_empty((n, s, node_in.shape[1], 0))
+        new = {}
+        for tap in plans[i]:
+            if op.kind == "max":
+                new[tap.out] = _max(op, tap, node_in, q_in, bands, geo[i].size[0])
+                continue
+            base = _at(node_out, tap.out + q_out)[..., 0]  # (n, S, C_out): valid value
+            if tap.other:
+                where = [tap.pos[k] for k in tap.other]
+                idx = torch.tensor(where, device=t.device)
+                delta = _true(bands, where, like) - _at(node_in, idx[None, :] + q_in)
+                base = _linear(op, base, delta, tap.other, where, geo[i].size[0])
+            new[tap.out] = base
+        bands = new
+    return {((p, p + 1),): v[..., None] for p, v in bands.items()}
+
+
+def _linear(op: Op, base: torch.Tensor, delta: torch.Tensor, taps: tuple[int, ...],
+            where: list[int], size: int) -> torch.Tensor:  # fmt: skip
+    """Valid output ``base`` (n, S, C) plus the taps' ``(true - valid)`` inputs ``delta``."""
+    m = op.module
+    if op.kind == "conv":
+        groups = m.groups
+        w = m.weight[:, :, list(taps)]  # type: ignore[index]  # (C_out, C_in / groups, taps)
+        if groups == 1:  # (n, S, C_in * taps) @ (C_in * taps, C_out)
+            d, w = delta.flatten(-2), w.permute(1, 2, 0).flatten(0, 1)
+            if d.shape[-1] > 8:
+                return base + d @ w
+            for j in range(d.shape[-1]):  # a matmul with a tiny inner size is slow on CPU
+                base = base + d[..., j : j + 1] * w[j]
+            return base
+        d = delta.unflatten(2, (groups, -1))  # (n, S, G, C_in/G, taps)
+        w = w.unflatten(0, (groups, -1))  # (G, C_out/G, C_in/G, taps)
+        return base + torch.einsum("nsgct,goct->nsgo", d, w).flatten(2)
+    k = op.kernel[0]
+    total = delta.sum(-1)
+    if m.count_include_pad:
+        return base + total / k
+    real = k - sum(1 for p in where if not 0 <= p < size)  # average over non-padding inputs
+    return (base * k + total) / real
+
+
+def _max(
+    op: Op,
+    tap: _Tap,
+    node: torch.Tensor,
+    q: torch.Tensor,
+    bands: dict[int, torch.Tensor],
+    size: int,
+) -> torch.Tensor:
+    """Max over the window: band taps directly, clean taps by a sliding max."""
+    parts = []
+    if tap.clean:  # contiguous taps: a sliding max of that width over the lags in use
+        width, dil = len(tap.clean), op.dilation[0]
+        at = tap.pos[tap.clean[0]] + q  # (S, 1)
+        first, last = int(at.min()), int(at.max())
+        part = node[..., first : last + dil * (width - 1) + 1]
+        if width > 1:
+            part = F.max_pool1d(part, width, 1, 0, dil)
+        parts.append(_at(part, at - first)[..., 0])
+    # Padding never wins a max; band inputs do what they must.
+    parts += [bands[tap.pos[k]] for k in tap.other if 0 <= tap.pos[k] < size]
+    out = parts[0]
+    for p in parts[1:]:
+        out = torch.maximum(out, p)
+    return out
+
+
+def bands_nd(ops: list[Op], geo: list[Level], kept: list[Any], t: torch.Tensor,
+             n: int) -> Bands:  # fmt: skip
+    """Bands of the last map for shifts with offsets ``t`` (S, d), from padded strips."""
+    s = t.shape[0]
+    bands: Bands = {}
+    for i, op in enumerate(ops):
+        if not op.windowed:
+            bands = pointwise(op, bands, n, s)
+            continue
+        src = geo[i]
+        key, q = phase(src, t)
+        node = kept[i][key]
+        new = {}
+        for box in band_boxes(geo[i + 1]):
+            read, lo, hi = [], [], []
+            for a, (o0, o1) in enumerate(box):  # input window of outputs o0..o1-1
+                start = o0 * op.stride[a] - op.pad_lo[a]
+                stop = (o1 - 1) * op.stride[a] - op.pad_lo[a] + op.reach(a) + 1
+                size = src.size[a]
+                lo.append(max(0, min(stop, 0) - start))
+                hi.append(max(0, stop - max(start, size)))
+                read.append((min(max(start, 0), size), min(max(stop, 0), size)))
+            strip = materialize(node, q, src, bands, tuple(read), n)  # (n, S, C, *read)
+            new[box] = op(strip.flatten(0, 1), tuple(lo), tuple(hi)).unflatten(0, (n, s))
+        bands = new
+    return bands
+
+
+def materialize(node: torch.Tensor, q: torch.Tensor, level: Level, bands: Bands, box: Box,
+                n: int) -> torch.Tensor:  # fmt: skip
+    """The true map of every shift inside ``box``: (n, S, C, *box)."""
+    sizes = [b - a for a, b in box]
+    out = node.new_empty((n, q.shape[0], node.shape[1], *sizes))
+    if min(sizes) == 0:
+        return out
+    for src_box, values in [(level.core, None), *bands.items()]:
+        inter = tuple((max(a, c), min(b, d)) for (a, b), (c, d) in zip(box, src_box, strict=True))
+        if any(b <= a for a, b in inter):
+            continue
+        dst = ix(..., *(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(inter, box, strict=True)))
+        if values is None:  # clean positions: a window of the valid map at lag q
+            out[dst] = gather(node, q, inter)
+        else:
+            out[dst] = values[ix(..., *(slice(a - c, b - c) for (a, b), (c, _) in
+                                      zip(inter, src_box, strict=True)))]  # fmt: skip
+    return out
+
+
+def gather(node: torch.Tensor, q: torch.Tensor, box: Box) -> torch.Tensor:
+    """node (n, C, *Lb) -> (n, S, C, *box) with shift k's box read at offset ``q[k]``."""
+    view = node
+    for a, (lo, hi) in enumerate(box):
+        view = view.unfold(2 + a, hi - lo, 1)  # (n, C, *starts, *widths)
+    index = tuple(q[:, a] + box[a][0] for a in range(q.shape[1]))
+    return view[ix(slice(None), slice(None), *index)].movedim(2, 1)

@@ -1,0 +1,171 @@
+"""Logits under every shift, one sample batch at a time: fast engine or brute force.
+
+:class:`LogitStream` is what :mod:`interp.sweep.core` calls per sample batch. It tries
+the exact fast engine (``interp.sweep.engine.core.fast_logits``) when asked (``auto`` or
+``fast``) and falls back to batched brute force for good, with the reason, when
+the engine is missing or raises ``Unsupported``. Brute force shifts a batch by a
+chunk of shifts at once (:func:`interp.shifts.shift_many`) and runs the model on
+the stacked (sample, shift) inputs, so a forward sees ``rows`` inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from interp._guard import inspecting
+from interp.errors import InterpError
+from interp.shifts import Shift, check_mode, shift_many
+from interp.geometry.core import Structure, structure
+
+ENGINES = ("auto", "fast", "brute")
+_BUDGET_BYTES = 256 * 2**20  # activations of one brute-force forward, roughly
+_FAST_SAMPLES = 64  # samples per fast-engine call
+
+
+def model_device(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def default_batch_size(geo: Structure) -> int:
+    """Model inputs per forward so that one forward's activations stay near 256 MB."""
+    largest = 1
+    for lay in geo.layers:
+        numel = 1
+        for v in lay.output_shape:
+            numel *= int(v)
+        largest = max(largest, numel)
+    return int(max(1, min(4096, _BUDGET_BYTES // (4 * 2 * largest))))
+
+
+def progress_bar(total: int | None, enabled: bool) -> Any:
+    """A tqdm bar on stderr counting model inputs, or None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=sys.stderr, unit="input", desc="shift sweep", leave=False)
+
+
+def brute_logits(
+    model: nn.Module, x: torch.Tensor, shifts: list[Shift], mode: str, rows: int, bar: Any = None
+) -> torch.Tensor:
+    """Logits (B, S, K) by running ``model`` on ``x`` (B, C, *spatial) under every shift,
+    at most ``rows`` shifted inputs per forward."""
+    b = min(x.shape[0], rows)
+    chunk = max(1, rows // b)
+    parts = []
+    with inspecting(model):
+        for i in range(0, x.shape[0], b):
+            xb = x[i : i + b]
+            row = []
+            for start in range(0, len(shifts), chunk):
+                part = shifts[start : start + chunk]
+                xs = shift_many(xb, part, mode)  # (b, Sc, C, *spatial)
+                out = model(xs.reshape(xb.shape[0] * len(part), *x.shape[1:]))  # (b*Sc, K)
+                if not isinstance(out, torch.Tensor) or out.dim() != 2:
+                    raise InterpError(
+                        "the model must return logits shaped (N, classes); got "
+                        f"{type(out).__name__} {tuple(getattr(out, 'shape', ()))}"
+                    )
+                row.append(out.detach().reshape(xb.shape[0], len(part), -1))
+                if bar is not None:
+                    bar.update(xb.shape[0] * len(part))
+            parts.append(torch.cat(row, 1))
+    return torch.cat(parts, 0)
+
+
+class LogitStream:
+    """Logits per sample batch, remembering which engine ran and why.
+
+    Args:
+        model, shifts, mode: what to run.
+        example: a batch with the sample shape, for the structure when none is given.
+        engine: ``auto``, ``fast`` or ``brute``.
+        geo: the model's Structure, or None to compute it.
+        batch_size: model inputs per brute-force forward; None: from the activations.
+        bar: a tqdm bar or None.
+
+    :meth:`chunks` splits a batch so that one call is one brute-force chunk, or a
+    larger piece for the fast engine (which streams within its own memory budget).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        example: torch.Tensor,
+        shifts: list[Shift],
+        *,
+        mode: str,
+        engine: str,
+        geo: Structure | None,
+        batch_size: int | None,
+        bar: Any = None,
+    ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}, got {engine!r}")
+        check_mode(mode)
+        if geo is None:
+            geo = structure(model, example[:1].to(model_device(model)))
+        if geo.input_shape != tuple(example.shape[1:]):
+            raise InterpError(
+                f"`x` samples have shape {tuple(example.shape[1:])} but `structure` was built "
+                f"for {geo.input_shape}; pass the structure of this input shape"
+            )
+        rows = batch_size if batch_size is not None else default_batch_size(geo)
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
+        self.model, self.geo, self.shifts, self.mode = model, geo, shifts, mode
+        self.rows, self.bar = rows, bar
+        self.samples = max(1, rows // len(shifts))
+        self.engine = "brute"
+        self.reason = "brute force asked for (engine='brute')"
+        self._asked = engine
+        self._try_fast = engine != "brute"
+
+    def chunks(self, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, logits (b, S, K))`` over pieces of ``x`` (B, C, *spatial)."""
+        start = 0
+        while start < x.shape[0]:
+            step = _FAST_SAMPLES if self._try_fast else self.samples
+            out = self(x[start : start + step])
+            yield start, out
+            start += out.shape[0]
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        """Logits (B, S, K) float on the CPU for a batch ``xb`` (B, C, *spatial)."""
+        xb = xb.to(model_device(self.model))
+        if self._try_fast:
+            out = self._fast(xb)
+            if out is not None:
+                return out
+        return brute_logits(self.model, xb, self.shifts, self.mode, self.rows, self.bar).cpu()
+
+    def _fast(self, xb: torch.Tensor) -> torch.Tensor | None:
+        try:
+            engine = importlib.import_module("interp.sweep.engine.core")
+        except ImportError:
+            self._fallback("the fast engine is not available (interp.sweep.engine.core missing)")
+            return None
+        try:
+            with inspecting(self.model):
+                out = engine.fast_logits(self.model, self.geo, xb, self.shifts, self.mode)
+        except engine.Unsupported as exc:
+            self._fallback(f"the fast engine does not apply: {exc}")
+            return None
+        self.engine = "fast"
+        self.reason = "exact fast engine: cross-correlation of feature maps with the head"
+        if self.bar is not None:
+            self.bar.update(xb.shape[0] * len(self.shifts))
+        return out.detach().cpu()
+
+    def _fallback(self, reason: str) -> None:
+        self._try_fast = False
+        asked = f"engine={self._asked!r}: "
+        self.engine, self.reason = "brute", f"{asked}{reason}; batched brute force ran instead"

@@ -1,0 +1,169 @@
+"""Per-layer equivariance results, and the sentences that explain them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from interp.errors import InterpError
+from interp.shifts import Shift
+from interp.geometry.core import Structure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class LayerEquivariance:
+    """Equivariance errors of one layer (None where no shift or position applies)."""
+
+    name: str
+    type: str
+    role: str
+    stride: tuple[int, ...] | None  # cumulative, in input positions; None without positions
+    positions: bool
+    error: float | None
+    interior_error: float | None
+    aliasing_error: float | None
+    invariance_error: float | None
+    breaks: bool | None
+    aliasing: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["stride"] = list(self.stride) if self.stride is not None else None
+        return out
+
+
+@dataclass(frozen=True)
+class Equivariance:
+    """Per-layer equivariance of a model under a set of shifts.
+
+    ``first_break`` names the first layer that breaks equivariance (None if none
+    does); ``aliasing_layers`` the strided layers where shifts that are not
+    multiples of the stride change the features; ``findings`` says it in sentences.
+    """
+
+    layers: tuple[LayerEquivariance, ...]
+    shifts: tuple[Shift, ...]
+    mode: str
+    n: int
+    tolerance: float
+    first_break: str | None
+    aliasing_layers: tuple[str, ...]
+    findings: tuple[str, ...]
+
+    def layer(self, name: str) -> LayerEquivariance:
+        """The result for layer ``name``."""
+        for lay in self.layers:
+            if lay.name == name:
+                return lay
+        names = ", ".join(lay.name for lay in self.layers)
+        raise InterpError(f"`layer` {name!r} not found; available: {names}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "n": self.n,
+            "shifts": [list(s) if isinstance(s, tuple) else s for s in self.shifts],
+            "tolerance": self.tolerance,
+            "first_break": self.first_break,
+            "aliasing_layers": list(self.aliasing_layers),
+            "findings": list(self.findings),
+            "layers": [lay.to_dict() for lay in self.layers],
+        }
+
+    def plot(self, ax: Any = None) -> Figure:
+        """Per-layer errors as bars on a log scale, the first break marked."""
+        from interp.plots.sweep import plot_equivariance
+
+        return plot_equivariance(self, ax=ax)
+
+
+def pct(v: float | None) -> str:
+    """A relative error for people: 12.3% when large, 4.0e-07 when tiny."""
+    if v is None:
+        return "n/a"
+    return f"{v:.1%}" if v >= 1e-3 else f"{v:.1e}"
+
+
+def _max(values: Sequence[float | None]) -> float | None:
+    got = [v for v in values if v is not None]
+    return max(got) if got else None
+
+
+def findings(
+    results: Sequence[Any],
+    geo: Structure,
+    first: str | None,
+    aliasing: Sequence[str],
+    tolerance: float,
+) -> list[str]:
+    """Say where equivariance breaks, why, and what aliasing the strided layers add."""
+    by_name = {r.name: r for r in results}
+    out: list[str] = []
+    output = results[-1] if results else None
+    if first is not None:
+        r = by_name[first]
+        before = _max([q.interior_error for q in results[: results.index(r)] if q.positions])
+        if r.positions:
+            out.append(
+                f"Equivariance first breaks at layer {r.name!r} ({r.type}): away from padding "
+                f"and wrap-around, its output for a shifted input differs from its shifted "
+                f"output by {pct(r.interior_error)} (tolerance {tolerance:g})."
+            )
+        elif r.name == geo.head.linear and geo.head.kind == "positional":
+            out.append(
+                f"Equivariance first breaks at layer {r.name!r} ({r.type}), the positional head: "
+                f"every layer before it moves its features with the input (interior error at "
+                f"most {pct(before)}), but {r.name!r} gives each (kernel, position) its own "
+                f"weight, so its output changes by {pct(r.invariance_error)} under shifts. "
+                "Global pooling before the head, or training on shifted inputs, fixes it."
+            )
+        else:
+            out.append(
+                f"Equivariance first breaks at layer {r.name!r} ({r.type}): it weighs positions "
+                f"individually and its output changes by {pct(r.invariance_error)} under shifts."
+            )
+    else:
+        inner = _max([r.interior_error for r in results if r.positions])
+        text = (
+            "No layer breaks equivariance: every layer with positions moves its features with "
+            f"the input away from padding and wrap-around (interior error at most {pct(inner)}, "
+            f"tolerance {tolerance:g})."
+        )
+        if output is not None and not output.positions and output.invariance_error is not None:
+            text += (
+                f" The output changes by {pct(output.invariance_error)} under shifts that are "
+                "multiples of the stride: boundary effects (padding, wrap-around), not the head."
+            )
+        out.append(text)
+    if aliasing:
+        names = ", ".join(
+            f"{n!r} ({by_name[n].type}, stride {_stride(by_name[n].stride)})" for n in aliasing
+        )
+        worst = _max([by_name[n].aliasing_error for n in aliasing])
+        tail = ""
+        if output is not None and output.aliasing_error is not None:
+            tail = f" and the output by {pct(output.aliasing_error)}"
+        out.append(
+            f"Aliasing: shifts that are not multiples of the stride change the features of "
+            f"strided layers {names} by up to {pct(worst)}{tail} (subsampling without a "
+            "low-pass filter, Zhang 2019). Anti-aliased pooling (blur before subsampling, e.g. "
+            "BlurPool from antialiased-cnns) makes them nearly shift-equivariant."
+        )
+    else:
+        untested = [r for r in results if r.positions and r.stride and max(r.stride) > 1]
+        if untested and all(r.aliasing is None for r in untested):
+            out.append(
+                "The shifts tested are all multiples of the strides, so aliasing was not "
+                "measured; add shifts that are not (odd shifts) to measure it."
+            )
+    return out
+
+
+def _stride(stride: Sequence[int] | None) -> str:
+    if not stride:
+        return "-"
+    return str(stride[0]) if len(set(stride)) == 1 else "x".join(map(str, stride))
