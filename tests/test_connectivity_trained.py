@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _rounding import float32_bound
 
 import interp
 from interp.readout.core import connectivity, decompose, explain_shift
@@ -42,9 +43,11 @@ def test_seed_cnn_weights_concentrate_in_the_footprint_and_a_shift_loses_them():
     d = decompose(model, xt, geo)
     with torch.no_grad():
         logits = model.eval()(xt).double()
-    # float64 sum of 257,664 terms vs the model's float32 Linear: 1e-5 relative.
+    # The float64 sum of 257,664 terms and the model's float32 Linear both lie within the
+    # float32 rounding bound of a float64 forward (derived from magnitudes, not one CPU).
     total = d.per_position.sum(-1) + d.bias.double()
-    assert float(((total - logits).abs() / logits.abs().clamp(min=1e-3)).max()) < 1e-5
+    _, bound = float32_bound(model, xt)
+    assert bool(((total - logits).abs() <= 2 * bound).all())
     e = explain_shift(model, xt[band : band + 1], 0, 2000, structure=geo, connectivity=conn)
     assert e.logit_drop > 0 and e.winner != 0
     assert e.mass_inside_before > 0.5 > e.mass_inside_after
