@@ -257,10 +257,8 @@ def _check_materialised(model: nn.Module, label: str) -> None:
 def _recipe(meta: Mapping[str, Any], label: str) -> object | None:
     if "recipe" not in meta:
         return None
-    try:
-        from interp.zoo import recipe_from_meta
-    except ImportError:  # the zoo is optional for loading
-        return None
+    from interp.zoo import recipe_from_meta
+
     try:
         return recipe_from_meta(dict(meta))
     except (InterpError, ValueError, TypeError, KeyError) as err:  # the file's meta is untrusted

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are written to files or shown inline, never in a window
-
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 # Okabe-Ito: distinguishable with colour-vision deficiency, consistent across figures.
@@ -58,11 +56,32 @@ def shift_to_units(shifts: Sequence[float], axis: Mapping[str, Any] | None) -> l
     return [float(s) * step for s in shifts]
 
 
+class InlineFigure(Figure):
+    """A Figure drawn by Agg without pyplot, that shows itself as a PNG in Jupyter.
+
+    interp never imports pyplot or picks a backend (the user's choice stays theirs),
+    so its figures have no canvas manager and IPython's inline backend, which is set
+    up only by pyplot, would print a repr. ``_repr_png_`` renders through
+    :class:`~matplotlib.backends.backend_agg.FigureCanvasAgg` instead, like
+    ``IPython.core.pylabtools.print_figure`` (tight bounding box).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        FigureCanvasAgg(self)  # attaches itself as self.canvas
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", bbox_inches="tight")
+        return buf.getvalue()
+
+
 def new_figure(
     nrows: int = 1, ncols: int = 1, *, width: float = 8.0, height: float = 3.2, **kwargs: Any
 ) -> tuple[Figure, Any]:
-    """A Figure (not pyplot-managed) and its axes, sized for a report column."""
-    fig = Figure(figsize=(width, height * nrows), dpi=DPI, layout="constrained")
+    """A Figure (not pyplot-managed, shown inline in Jupyter) and its axes, sized for a
+    report column."""
+    fig = InlineFigure(figsize=(width, height * nrows), dpi=DPI, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, axes
 
@@ -75,27 +94,3 @@ def figure_for(ax: Axes | None, **kwargs: Any) -> tuple[Figure, Axes]:
         return fig, ax
     fig, axes = new_figure(**kwargs)
     return fig, axes[0, 0]
-
-
-def _show_figures_in_ipython() -> None:
-    """In IPython/Jupyter, display a returned Figure as a PNG even if pyplot was never used.
-
-    The inline backend registers this formatter only once pyplot is imported; interp's
-    figures do not go through pyplot, so without it ``sw.plot()`` would print a repr.
-    """
-    try:
-        from IPython import get_ipython
-        from IPython.core.pylabtools import print_figure
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None:
-        return
-    png = shell.display_formatter.formatters["image/png"]
-    try:
-        png.lookup_by_type(Figure)
-    except KeyError:
-        png.for_type(Figure, lambda fig: print_figure(fig, "png", bbox_inches="tight"))
-
-
-_show_figures_in_ipython()

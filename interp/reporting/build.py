@@ -196,13 +196,10 @@ def report(
 
 
 def _check_options(mode: str, method: str) -> None:
+    from interp.attribution.methods import METHODS
     from interp.shifts import check_mode
 
     check_mode(mode)
-    try:
-        from interp.attribution.core import METHODS
-    except ImportError:
-        return
     if method not in METHODS:
         raise InterpError(
             f"`method` {method!r} is not an attribution method; use one of: {', '.join(METHODS)}"

@@ -2,13 +2,12 @@
 
 Each ``run_*`` runs one analysis inside the report's :class:`~interp.reporting.build.Context`
 and stores its result object and JSON; each ``*_section`` turns them into blocks
-afterwards. When an analysis cannot run (no data, a head it does not support, a
-module this installation lacks) the note says why and the section is omitted.
+afterwards. When an analysis cannot run (no data, a head it does not support) the
+note says why and the section is omitted; a broken installation fails loudly.
 """
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -48,22 +47,9 @@ NO_DATA = (
 )
 
 
-def _analysis(ctx: Context, key: str, module: str, name: str) -> Callable[..., Any] | None:
-    """The analysis function ``module.name``, or None with a note when it is not installed."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        ctx.notes[key] = f"{module}.{name} is not available in this installation of interp"
-        return None
-
-
-def _figure(name: str, make: Callable[[], Any], caption: str) -> Any:
-    """A FigureRef, or a Note when the plotting module is not installed."""
-    try:
-        fig = make()
-    except ImportError as err:
-        return Note(f"figure {name!r} is not available in this installation ({err})")
-    return figure_ref(name, fig, caption)
+def _figure(name: str, make: Callable[[], Any], caption: str) -> FigureRef:
+    """Draw a figure and render it to a FigureRef."""
+    return figure_ref(name, make(), caption)
 
 
 def _run(ctx: Context, key: str, call: Callable[[], Any]) -> Any:
@@ -95,9 +81,8 @@ def _warned(ctx: Context, key: str) -> list[Note]:
 
 
 def run_connectivity(ctx: Context) -> None:
-    fn = _analysis(ctx, "connectivity", "interp.readout.core", "connectivity")
-    if fn is None:
-        return
+    from interp.readout.core import connectivity as fn
+
     conn = _run(ctx, "connectivity", lambda: fn(
         ctx.model, ctx.geo, x=ctx.x, y=ctx.y, axis=ctx.axis, classes=ctx.classes))  # fmt: skip
     if conn is not None:
@@ -161,9 +146,8 @@ def run_sweep(ctx: Context) -> None:
     if ctx.x is None:
         ctx.notes["shifts"] = NO_DATA.format(what="accuracy over shifts")
         return
-    fn = _analysis(ctx, "shifts", "interp.sweep.core", "shift_sweep")
-    if fn is None:
-        return
+    from interp.sweep.core import shift_sweep as fn
+
     sw = _run(ctx, "shifts", lambda: fn(
         ctx.model, ctx.x, ctx.y, ctx.shifts, mode=ctx.mode, structure=ctx.geo, axis=ctx.axis,
         train_range=ctx.train_range, classes=ctx.classes, progress=ctx.progress))  # fmt: skip
@@ -176,9 +160,8 @@ def run_equivariance(ctx: Context) -> None:
     if ctx.x is None:
         ctx.notes["equivariance"] = NO_DATA.format(what="per-layer equivariance")
         return
-    fn = _analysis(ctx, "equivariance", "interp.sweep.per_layer", "equivariance")
-    if fn is None:
-        return
+    from interp.sweep.per_layer import equivariance as fn
+
     shifts = equivariance_shifts(ctx.geo, ctx.shifts)
     x = ctx.x[:EQUIVARIANCE_SAMPLES]
     eq = _run(ctx, "equivariance", lambda: fn(ctx.model, x, shifts, mode=ctx.mode,
@@ -218,10 +201,9 @@ def run_explanation(ctx: Context) -> None:
     if sweep is None or ctx.x is None or ctx.y is None:
         ctx.notes["explanation"] = ctx.notes.get("shifts") or "no shift sweep to choose a shift"
         return
-    fn = _analysis(ctx, "explanation", "interp.readout.core", "explain_shift")
-    logits_fn = _analysis(ctx, "explanation", "interp.sweep.core", "sweep_logits")
-    if fn is None or logits_fn is None:
-        return
+    from interp.readout.core import explain_shift as fn
+    from interp.sweep.core import sweep_logits as logits_fn
+
     shift = telling(sweep)
     x, y = ctx.x, ctx.y
 
@@ -272,9 +254,8 @@ def run_attribution(ctx: Context) -> None:
     if ctx.x is None or ctx.y is None:
         ctx.notes["attribution"] = NO_DATA.format(what="attributions across shifts")
         return
-    fn = _analysis(ctx, "attribution", "interp.attribution.core", "attribution_across_shifts")
-    if fn is None:
-        return
+    from interp.attribution.core import attribution_across_shifts as fn
+
     expl = ctx.content.get("explanation")
     index = list(expl["samples"][:ATTRIBUTED_SAMPLES]) if expl else [0]
     sweep = ctx.content.get("sweep")

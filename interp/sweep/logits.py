@@ -148,11 +148,7 @@ class LogitStream:
         return brute_logits(self.model, xb, self.shifts, self.mode, self.rows, self.bar).cpu()
 
     def _fast(self, xb: torch.Tensor) -> torch.Tensor | None:
-        try:
-            engine = importlib.import_module("interp.sweep.engine.core")
-        except ImportError:
-            self._fallback("the fast engine is not available (interp.sweep.engine.core missing)")
-            return None
+        engine = importlib.import_module("interp.sweep.engine.core")  # a missing one raises
         try:
             with inspecting(self.model):
                 out = engine.fast_logits(self.model, self.geo, xb, self.shifts, self.mode)
