@@ -69,7 +69,7 @@ def _model_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Te
 
         model, info = load(args.model)
         what = f"{args.model} (trained)"
-        recipe = info.dataset if isinstance(info.dataset, Recipe) else recipe
+        recipe = info.recipe if isinstance(info.recipe, Recipe) else recipe
     else:
         from interp.zoo import build
 

@@ -60,8 +60,8 @@ def _model_and_data(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Te
 
         model, info = load(args.model)
         what = f"{args.model} (trained)"
-        if info.dataset is not None:
-            x, _ = info.dataset.sample(args.samples, seed=args.seed)
+        if info.recipe is not None:
+            x, _ = info.recipe.sample(args.samples, seed=args.seed)
             return model, x, what + ", samples from its recipe"
         shape = tuple(info.input_shape or (1, 8192))
     else:

@@ -85,7 +85,7 @@ def test_zoo_model_without_data_uses_its_recipe(runner, tmp_path):
     shifts = data["attribution"]["shifts"]
     assert shifts == [[dy, dx] for dy in (-2, 0, 2) for dx in (-2, 0, 2)]
     _, loaded_info = interp.load(path)
-    x, y = loaded_info.dataset.sample(3)
+    x, y = loaded_info.recipe.sample(3)
     assert data["sample"]["label"] == int(y[2])
     zero = shifts.index([0, 0])
     assert data["attribution"]["pearson"][0][zero] == pytest.approx(1.0)

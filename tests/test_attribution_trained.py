@@ -28,7 +28,7 @@ def _load(name: str):
 @pytest.mark.parametrize(("name", "follows"), [("shapes_cnn", False), ("shapes_gap", True)])
 def test_integrated_gradients_follow_the_shift_only_with_global_pooling(name, follows):
     model, info = _load(name)
-    x, y = info.dataset.sample(8)
+    x, y = info.recipe.sample(8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cmp = attribution_across_shifts(model, x, y, SHIFTS, axis=info.meta.get("axis"))

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 def _setup(name: str, n: int = 400):
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     model, info = interp.load(TRAINED / f"{name}.pt")
-    x, y = info.dataset.sample(n, seed=123)  # the training distribution, held out
+    x, y = info.recipe.sample(n, seed=123)  # the training distribution, held out
     geo = structure(model, x[:1])
     conn = connectivity(model, geo, x=x, y=y, batch_size=100, axis=info.meta.get("axis"),
                         classes=list(info.classes))  # fmt: skip
@@ -38,7 +38,7 @@ def test_seed_cnn_weights_concentrate_in_the_footprint_and_a_shift_loses_them():
     for c in conn.per_class:
         assert c.footprint is not None and c.mass_inside is not None and c.area_inside
         assert c.mass_inside > 1.15 * c.area_inside, (c.name, c.mass_inside, c.area_inside)
-    xt, yt = info.dataset.sample(8, seed=7)
+    xt, yt = info.recipe.sample(8, seed=7)
     band = int((yt == 0).nonzero()[0])
     d = decompose(model, xt, geo)
     with torch.no_grad():
@@ -59,7 +59,7 @@ def test_seed_gap_states_one_shared_weight_per_kernel():
     model, info, geo, conn = _setup("seed_gap", n=100)
     assert conn.kind == "pooled" and conn.weight.shape == (4, 64)
     assert "one weight per kernel, shared by every position" in conn.sentences()[0]
-    xt, yt = info.dataset.sample(4, seed=7)
+    xt, yt = info.recipe.sample(4, seed=7)
     e = explain_shift(model, xt[:1], int(yt[0]), 2000, structure=geo, connectivity=conn)
     before, after = e.logits_before, e.logits_after
     assert torch.allclose(before, after, rtol=1e-3, atol=1e-3)

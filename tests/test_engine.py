@@ -377,7 +377,7 @@ def test_bad_arguments_are_programming_errors(positional_1d) -> None:
 @pytest.mark.parametrize("name", ["seed_cnn", "seed_gap", "seed_aug", "shapes_cnn", "shapes_gap"])
 def test_trained_models_equal_brute_force(name: str) -> None:
     model, info = interp.load(TRAINED / f"{name}.pt")
-    x, _ = info.dataset.sample(2, seed=3)
+    x, _ = info.recipe.sample(2, seed=3)
     dims = x.dim() - 2
     shifts = [0, -2000, -37, 1, 999, 3001] if dims == 1 else [(0, 0), (-5, 3), (1, 12), (9, -9)]
     for mode in MODES:

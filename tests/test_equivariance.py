@@ -185,7 +185,7 @@ def test_seed_cnn_breaks_at_its_linear_and_seed_gap_only_aliases():
 
     trained = Path(__file__).resolve().parents[1] / "trained"
     model, info = load(trained / "seed_cnn.pt")
-    x, _ = info.dataset.sample(8, seed=11)
+    x, _ = info.recipe.sample(8, seed=11)
     geo = structure(model, x)
     eq = equivariance(model, x, [-500, -250, 250, 500, 251], structure=geo)
     assert eq.first_break == geo.head.linear
@@ -205,7 +205,7 @@ def test_shapes_cnn_breaks_at_its_linear_and_shapes_gap_aliases_at_both_pools():
     trained = Path(__file__).resolve().parents[1] / "trained"
     shifts = [(0, 4), (4, -4), (1, 0), (2, 3)]
     model, info = load(trained / "shapes_cnn.pt")
-    x, _ = info.dataset.sample(8, seed=13)
+    x, _ = info.recipe.sample(8, seed=13)
     eq = equivariance(model, x, shifts)
     assert eq.first_break == structure(model, x).head.linear
     gap, _ = load(trained / "shapes_gap.pt")

@@ -168,14 +168,14 @@ def test_save_is_atomic_when_writing_fails(tmp_path: Path, monkeypatch: pytest.M
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]
 
 
-def test_recipe_in_meta_becomes_the_dataset(tmp_path: Path):
+def test_recipe_in_meta_becomes_info_recipe(tmp_path: Path):
     zoo = pytest.importorskip("interp.zoo")
     recipe = {"generator": "shapes", "params": {}, "seed": 3}
     save(tiny(), tmp_path / "m.pt", meta={"recipe": recipe})
     _, info = load(tmp_path / "m.pt")
-    assert info.dataset == zoo.recipe_from_meta({"recipe": recipe})
+    assert info.recipe == zoo.recipe_from_meta({"recipe": recipe})
     save(tiny(), tmp_path / "n.pt")
-    assert load(tmp_path / "n.pt")[1].dataset is None
+    assert load(tmp_path / "n.pt")[1].recipe is None
 
 
 def test_input_shape_argument_overrides_and_is_checked(tmp_path: Path):

@@ -395,8 +395,8 @@ def test_seed_cnn_loses_shifted_patterns_that_seed_gap_keeps():
     ranges = {}
     for name in ("seed_cnn", "seed_gap"):
         model, info = load(trained / f"{name}.pt")
-        x, y = info.dataset.sample(64, seed=12)
-        sw = shift_sweep(model, x, y, shifts, train_range=info.dataset.train_shift_range)
+        x, y = info.recipe.sample(64, seed=12)
+        sw = shift_sweep(model, x, y, shifts, train_range=info.recipe.train_shift_range)
         assert sw.unshifted_accuracy >= 0.9, name
         ranges[name] = sw.invariance_range
         if name == "seed_cnn":  # the pattern lands on positions never trained for it

@@ -151,8 +151,8 @@ def test_recipe_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
     raw = torch.load(path, weights_only=True, map_location="cpu")
     assert recipe_from_meta(raw["meta"]) == recipe
     _, info = interp.load(path)
-    assert info.dataset == recipe
-    x1, y1 = info.dataset.sample(6, shift_range=8)
+    assert info.recipe == recipe
+    x1, y1 = info.recipe.sample(6, shift_range=8)
     x2, y2 = recipe.sample(6, shift_range=8)
     assert torch.equal(x1, x2)
     assert torch.equal(y1, y2)
@@ -205,7 +205,7 @@ def test_tiny_training_run_learns_and_is_deterministic(tmp_path: Path) -> None:
     assert not torch.are_deterministic_algorithms_enabled()
     # the checkpoint carries the metadata interp reads
     loaded, info = interp.load(tmp_path / "tiny.pt")
-    assert info.dataset == TINY_SPECTRA
+    assert info.recipe == TINY_SPECTRA
     assert info.meta["classes"] == list(TINY_SPECTRA.classes)
     assert info.meta["input_shape"] == [1, 512]
     assert info.meta["axis"][0]["unit"] == "Hz"
@@ -301,7 +301,7 @@ def test_trained_model_meets_acceptance(name: str) -> None:
     assert raw["meta"]["name"] == name
     assert {"classes", "input_shape", "axis", "recipe", "training"} <= set(raw["meta"])
     model, info = interp.load(path)
-    assert info.dataset == ZOO[name].recipe
+    assert info.recipe == ZOO[name].recipe
     results = check(name, model, n=128, seed=12345, full=False)
     failed = [f"{r.label}: worst {r.worst:.3f} ({r.rule})" for r in results if not r.passed]
     assert not failed, failed

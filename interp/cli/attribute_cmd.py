@@ -36,7 +36,7 @@ def _sample(info: Any, model: Any, data_path: Path | None, shape: Any, index: in
                 f"`--index` {index} is out of range: {data_path} holds {n} samples (0..{n - 1})"
             )
         return data.x[index : index + 1], int(data.y[index]), f"{data_path}, sample {index}"
-    recipe = getattr(info, "dataset", None)
+    recipe = getattr(info, "recipe", None)
     if recipe is None:
         raise InputError(
             f"{info.path} carries no dataset recipe, so there is no sample to attribute; "

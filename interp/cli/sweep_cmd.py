@@ -41,7 +41,7 @@ def _examples(
     if data_path is not None:
         where = f"{data_path}: {entry['selection']}"
     else:
-        where = f"{x.shape[0]} held-out examples from the {info.dataset.generator} recipe"
+        where = f"{x.shape[0]} held-out examples from the {info.recipe.generator} recipe"
     return x, y, entry.get("classes"), where
 
 
@@ -184,7 +184,7 @@ def sweep(
     axis = meta.get("axis") if isinstance(meta.get("axis"), list) else None
     if axis is not None and len(axis) != geo.spatial_dims:
         axis = None
-    recipe = getattr(info, "dataset", None)
+    recipe = getattr(info, "recipe", None)
     sw = shift_sweep(
         model,
         x,

@@ -47,7 +47,7 @@ class ModelInfo:
     """What :func:`load` found: file identity, format, and the metadata it carried.
 
     ``format`` is one of "interp-checkpoint", "pickle", "state-dict",
-    "safetensors", "torchscript", "export". ``dataset`` is the zoo ``Recipe``
+    "safetensors", "torchscript", "export". ``recipe`` is the zoo ``Recipe``
     from ``meta["recipe"]`` or None. ``notes`` says what loading adjusted
     (a stripped ``module.`` prefix, a rebuilt TorchScript model, ...).
     """
@@ -59,7 +59,7 @@ class ModelInfo:
     classes: tuple[str, ...] | None = None
     input_shape: tuple[int, ...] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    dataset: object | None = None
+    recipe: object | None = None
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,7 +160,7 @@ def load(
         classes=tuple(classes) if classes is not None else None,
         input_shape=shape,
         meta=meta,
-        dataset=_recipe(meta, label),
+        recipe=_recipe(meta, label),
         notes=tuple(notes),
     )
     return model, info

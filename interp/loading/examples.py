@@ -28,8 +28,8 @@ class Examples:
 
 
 def sample_recipe(info: Any, samples: int, seed: int) -> Examples | None:
-    """Held-out examples from the zoo recipe in ``info.dataset``, or None without one."""
-    recipe = getattr(info, "dataset", None)
+    """Held-out examples from the zoo recipe in ``info.recipe``, or None without one."""
+    recipe = getattr(info, "recipe", None)
     if recipe is None:
         return None
     from interp.zoo.datasets import HELD_OUT_SEED_OFFSET
@@ -79,7 +79,7 @@ def class_names(info: Any, data_entry: dict[str, Any] | None, k: int | None) -> 
     for names in (
         getattr(info, "classes", None),
         (data_entry or {}).get("classes"),
-        getattr(getattr(info, "dataset", None), "classes", None),
+        getattr(getattr(info, "recipe", None), "classes", None),
     ):
         if names and (k is None or len(names) == k):
             return [str(c) for c in names]

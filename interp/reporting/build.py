@@ -157,7 +157,7 @@ def report(
         progress=progress,
         geo=geo,
     )
-    recipe = getattr(info, "dataset", None)
+    recipe = getattr(info, "recipe", None)
     ctx.train_range = getattr(recipe, "train_shift_range", None)
     ctx.timings["structure"] = round(time.perf_counter() - start, 3)
     ctx.content = _header(ctx, info, data_entry, spec, samples, device)

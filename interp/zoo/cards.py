@@ -43,7 +43,7 @@ training patterns fell. `seed_gap` (global pooling head) and `seed_aug`
 (shift augmentation) are the two fixes; `shapes_cnn` and `shapes_gap` are the
 same story in 2D. Each file is an interp checkpoint: it loads with plain
 `torch.load(path, weights_only=True)` or `interp.load(path)`, and carries its
-dataset recipe, so `info.dataset.sample(n, shift_range=...)` draws fresh
+dataset recipe, so `info.recipe.sample(n, shift_range=...)` draws fresh
 examples.
 
 ## Reproduce
