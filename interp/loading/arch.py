@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp.loading.messages import one_line
 from interp.errors import InterpError
+from interp.loading.messages import one_line
 
 _CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
          "groups", "bias", "padding_mode")  # fmt: skip

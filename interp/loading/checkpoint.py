@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp.errors import InterpError
 from interp.loading import arch as _arch
 from interp.loading.messages import few, one_line
-from interp.errors import InterpError
 
 FORMAT = "interp.checkpoint/1"
 _MAX_META_DEPTH = 16

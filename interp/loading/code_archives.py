@@ -16,16 +16,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp.errors import InterpError
 from interp.loading import arch as _arch
 from interp.loading import formats as _formats
 from interp.loading.messages import few, one_line
 from interp.loading.pickles import TRUST_FIX
-from interp.errors import InterpError
 
 
 def load_code_archive(
-    data: bytes, label: str, kind: str, *, trust: bool, notes: list[str]
-) -> tuple[nn.Module, str, dict[str, Any], list[str]]:
+    data: bytes, label: str, kind: str, *, trust: bool, notes: list[str],
+    extra: dict[str, Any] | None = None,
+) -> tuple[nn.Module, str, dict[str, Any], list[str]]:  # fmt: skip
+    """Load a TorchScript archive or ``.pt2`` (trust only); ``extra`` receives, for a
+    ``.pt2``, the ExportedProgram (``"exported"``) and its fixed batch size (``"batch_size"``).
+    """
+    extra = {} if extra is None else extra
     if kind == "torchscript":
         if not trust:
             code = ", ".join(_formats.torchscript_code(data)) or "unknown modules"
@@ -53,11 +58,33 @@ def load_code_archive(
             module = torch.export.unflatten(program)
     except Exception as err:
         raise InterpError(f"{label} is a damaged torch.export program ({one_line(err)})") from None
+    extra["exported"] = program
+    batch = fixed_batch_size(program)
+    extra["batch_size"] = batch
+    fixed = f"its batch size is fixed at {batch}" if batch else "its batch size is dynamic"
     notes.append(
         "torch.export program unflattened so layer hooks fire; its layers are "
-        "InterpreterModules, and the batch size may be fixed at export time"
+        f"InterpreterModules, and {fixed}"
     )
     return module, "export", {}, notes
+
+
+def fixed_batch_size(program: Any) -> int | None:
+    """The batch size a torch.export program was exported with, when it is static.
+
+    Read from the first user input's example value (``node.meta["val"]``); None when
+    the batch axis is symbolic (exported with ``dynamic_shapes``) or unknown.
+    """
+    try:
+        names = set(program.graph_signature.user_inputs)
+        for node in program.graph_module.graph.nodes:
+            if node.op == "placeholder" and node.name in names:
+                val = node.meta.get("val")
+                size = val.shape[0] if val is not None and val.dim() else None
+                return size if isinstance(size, int) else None
+    except Exception:  # torch internals differ between versions: no claim then
+        return None
+    return None
 
 
 def eager_from_script(scripted: Any, notes: list[str]) -> nn.Module:

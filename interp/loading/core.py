@@ -25,8 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp.errors import InterpError
+from interp.loading import budget as _budget
 from interp.loading import checkpoint as _checkpoint
 from interp.loading import formats as _formats
+from interp.loading import weights as _weights
 from interp.loading.code_archives import load_code_archive
 from interp.loading.data import Dataset, load_data
 from interp.loading.messages import one_line
@@ -38,7 +41,6 @@ from interp.loading.weights import (
     rebuild_safe,
     unwrap,
 )
-from interp.errors import InterpError
 
 __all__ = ["Dataset", "ModelInfo", "load", "load_data", "save"]
 
@@ -61,6 +63,8 @@ class ModelInfo:
     meta: dict[str, Any] = field(default_factory=dict)
     recipe: object | None = None
     notes: tuple[str, ...] = ()
+    exported: Any = None  # the torch.export ExportedProgram of a .pt2, for its graph
+    batch_size: int | None = None  # a batch size fixed at export time, if any
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe identity of the model file (the report's ``model`` section)."""
@@ -115,8 +119,10 @@ def load(
     path: str | os.PathLike[str],
     *,
     trust: bool = False,
-    arch: str | Callable[[], nn.Module] | None = None,
+    arch: str | Callable[..., nn.Module] | None = None,
+    arch_kwargs: Mapping[str, Any] | None = None,
     input_shape: tuple[int, ...] | None = None,
+    max_memory: int | str | None = None,
 ) -> tuple[nn.Module, ModelInfo]:
     """Load a model file of any supported format; refuse files that could run code.
 
@@ -126,10 +132,15 @@ def load(
             custom classes, a TorchScript archive or a ``torch.export`` ``.pt2``.
         trust: allow formats that run code from the file while loading.
         arch: for weights-only files: ``"package.module:factory"`` (or
-            ``"path/to/file.py:factory"``) imported and called with no
-            arguments, or a zero-argument callable; the weights are loaded into
-            the model it returns, strictly.
+            ``"path/to/file.py:factory"``) imported and called with
+            ``arch_kwargs``, or a callable; the weights are loaded into the model
+            it returns, strictly.
+        arch_kwargs: keyword arguments for the factory, literals only (see
+            :func:`parse_arch_kwargs` for the CLI's ``num_classes=10`` form).
         input_shape: input shape without the batch axis, overriding the file's.
+        max_memory: bytes (or a size such as ``"8G"``) loading may allocate; the
+            default is :func:`~interp.loading.budget.default_budget` of the file
+            size. Declared sizes over it are refused before anything is allocated.
 
     Returns:
         ``(model, info)``; the model is on the CPU with the training flags it was
@@ -137,7 +148,8 @@ def load(
 
     Raises:
         InterpError: the file is missing, empty, corrupt, not a model, unsafe
-            without ``trust``, or its weights do not fit ``arch``.
+            without ``trust``, over the memory budget, or its weights do not fit
+            ``arch``.
 
     >>> model, info = load("trained/seed_cnn.pt")        # doctest: +SKIP
     >>> info.format, info.parameters                     # doctest: +SKIP
@@ -145,12 +157,17 @@ def load(
     """
     shape = _check_shape(input_shape)
     label = str(path)
+    factory = _factory(arch, arch_kwargs)
     data = _read(Path(path), label)
+    budget = _budget.Budget(label, _limit(max_memory, len(data)))
     digest = hashlib.sha256(data).hexdigest()
-    model, fmt, meta, notes = _load_model(data, label, trust=trust, arch=arch)
+    extra: dict[str, Any] = {}
+    model, fmt, meta, notes = _load_model(data, label, trust=trust, arch=factory,
+                                          budget=budget, extra=extra)  # fmt: skip
     _check_materialised(model, label)
     if shape is None and meta.get("input_shape") is not None:
         shape = tuple(meta["input_shape"])
+        budget.sample(shape, "its metadata's `input_shape`")
     classes = meta.get("classes")
     info = ModelInfo(
         path=label,
@@ -160,10 +177,29 @@ def load(
         classes=tuple(classes) if classes is not None else None,
         input_shape=shape,
         meta=meta,
-        recipe=_recipe(meta, label),
+        recipe=_recipe(meta, label, budget),
         notes=tuple(notes),
+        exported=extra.get("exported"),
+        batch_size=extra.get("batch_size"),
     )
     return model, info
+
+
+def _limit(max_memory: int | str | None, size: int) -> int:
+    if max_memory is None:
+        return _budget.default_budget(size)
+    return _budget.parse_memory(max_memory)
+
+
+def _factory(arch: Any, kwargs: Mapping[str, Any] | None) -> Any:
+    """``arch`` with ``arch_kwargs`` bound (a string spec is imported later, on demand)."""
+    if kwargs is None:
+        return arch
+    if arch is None:
+        raise InterpError("`arch_kwargs` needs `arch`; pass --arch package.module:factory too")
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise TypeError(f"`arch_kwargs` must be a dict with str keys, got {kwargs!r}")
+    return _weights.Factory(arch, dict(kwargs))
 
 
 def _check_shape(shape: Any) -> tuple[int, ...] | None:
@@ -191,12 +227,15 @@ def _read(path: Path, label: str) -> bytes:
 
 
 def _load_model(
-    data: bytes, label: str, *, trust: bool, arch: str | Callable[[], nn.Module] | None
-) -> tuple[nn.Module, str, dict[str, Any], list[str]]:
+    data: bytes, label: str, *, trust: bool, arch: Any, budget: _budget.Budget,
+    extra: dict[str, Any],
+) -> tuple[nn.Module, str, dict[str, Any], list[str]]:  # fmt: skip
     kind = _formats.sniff(data)
     notes: list[str] = []
     if kind == "empty":
         raise InterpError(f"{label} is empty (0 bytes); save the model again")
+    if data[:2] == b"PK":
+        _budget.check_zip(data, budget)
     if kind in ("torchscript", "export"):
         if arch is not None:
             raise InterpError(
@@ -204,13 +243,13 @@ def _load_model(
                 f"{'TorchScript archive' if kind == 'torchscript' else 'torch.export program'}; "
                 "drop --arch"
             )
-        return load_code_archive(data, label, kind, trust=trust, notes=notes)
+        return load_code_archive(data, label, kind, trust=trust, notes=notes, extra=extra)
     if kind == "safetensors":
         state = _load_safetensors(data, label)
         model = apply_arch(state, arch, label, notes, fmt="safetensors")
         return model, "safetensors", {}, notes
     if kind in ("torch-zip", "legacy-pickle", "pickle"):
-        obj = load_pickle(data, label, kind, trust=trust)
+        obj = load_pickle(data, label, kind, trust=trust, budget=budget)
         return _from_object(obj, label, trust=trust, arch=arch, notes=notes)
     raise InterpError(_formats.not_a_model(data, label, kind))
 
@@ -254,7 +293,7 @@ def _check_materialised(model: nn.Module, label: str) -> None:
             raise InterpError(f"{label} has no values for `{name}`; save the model again")
 
 
-def _recipe(meta: Mapping[str, Any], label: str) -> object | None:
+def _recipe(meta: Mapping[str, Any], label: str, budget: _budget.Budget) -> object | None:
     if "recipe" not in meta:
         return None
     from interp.zoo import recipe_from_meta

@@ -19,9 +19,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from interp.loading import formats as _formats
-from interp.loading.checkpoint import plain_tensor
 from interp.errors import InterpError
+from interp.loading import formats as _formats
+from interp.loading.budget import (
+    Budget,
+    check_npz,
+    check_zip,
+    default_budget,
+    parse_memory,
+    scan_pickle,
+)
+from interp.loading.checkpoint import plain_tensor
 
 HUGE = 1e6  # |x| above this gets a note: models are usually trained on normalised data
 _SHOW = 5  # rows listed in an error message
@@ -57,6 +65,7 @@ def load_data(
     model: nn.Module | None = None,
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
+    max_memory: int | str | None = None,
 ) -> Dataset:
     """Load ``x``, ``y`` and optional ``classes`` from ``.npz`` or ``.pt``, and check them.
 
@@ -66,6 +75,8 @@ def load_data(
             the outputs of its last Linear are checked against the data.
         input_shape: expected ``x`` shape without the batch axis.
         num_classes: labels must lie in ``[0, num_classes)``.
+        max_memory: bytes (or ``"8G"``) loading may allocate; declared sizes over it
+            (zip members, arrays, expanded views) are refused before allocation.
 
     Raises:
         InterpError: unreadable file, missing arrays, NaN/Inf rows, labels out of
@@ -82,7 +93,8 @@ def load_data(
         raise InterpError(f"data file {label} does not exist; check the path") from None
     except OSError as err:
         raise InterpError(f"cannot read data file {label} ({err.strerror})") from None
-    arrays = _read_arrays(raw, label)
+    limit = default_budget(len(raw)) if max_memory is None else parse_memory(max_memory)
+    arrays = _read_arrays(raw, label, Budget(f"data file {label}", limit))
     notes: list[str] = []
     x = _inputs(arrays, label, notes)
     y = _labels(arrays, label, x.shape[0], notes)
@@ -98,12 +110,15 @@ def load_data(
     return Dataset(x=x, y=y, classes=classes, path=label, notes=tuple(notes))
 
 
-def _read_arrays(raw: bytes, label: str) -> dict[str, Any]:
+def _read_arrays(raw: bytes, label: str, budget: Budget) -> dict[str, Any]:
     kind = _formats.sniff(raw)
     fix = "save x, y (and classes) with np.savez or torch.save of a dict of tensors"
     if kind == "empty":
         raise InterpError(f"data file {label} is empty (0 bytes); {fix}")
+    if raw[:2] == b"PK":
+        check_zip(raw, budget)
     if kind == "npz":
+        check_npz(raw, budget)
         try:
             with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
@@ -116,6 +131,14 @@ def _read_arrays(raw: bytes, label: str) -> dict[str, Any]:
         except Exception:  # untrusted bytes: numpy and zipfile raise many types
             raise InterpError(f"data file {label} is truncated or corrupt; {fix}") from None
     if kind in ("torch-zip", "legacy-pickle"):
+        try:
+            if kind == "torch-zip":
+                scan_pickle(_formats.zip_member(raw, "data.pkl", limit=budget.limit) or b"",
+                            budget)  # fmt: skip
+            else:
+                scan_pickle(raw, budget, count=5)
+        except ValueError:
+            raise InterpError(f"data file {label} is truncated or corrupt; {fix}") from None
         try:
             obj = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
         except Exception as err:  # untrusted bytes: any failure is a bad file

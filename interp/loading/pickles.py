@@ -13,23 +13,31 @@ from typing import Any
 
 import torch
 
+from interp.errors import InterpError
 from interp.loading import arch as _arch
 from interp.loading import formats as _formats
+from interp.loading.budget import Budget, scan_pickle
 from interp.loading.messages import few, one_line
-from interp.errors import InterpError
 
 TRUST_FIX = "load it with --trust (trust=True in Python) only if you trust whoever made it"
 
 
-def load_pickle(data: bytes, label: str, kind: str, *, trust: bool) -> Any:
-    """Decide from the globals whether the pickle is safe, then load it exactly once."""
+def load_pickle(data: bytes, label: str, kind: str, *, trust: bool, budget: Budget) -> Any:
+    """Decide from the globals whether the pickle is safe, then load it exactly once.
+
+    The sizes it declares (storages, expanded views, allowlisted constructors) are
+    charged to ``budget`` first, with or without trust.
+    """
     corrupt = f"{label} is truncated or corrupt; save the model again"
     try:
         if kind == "torch-zip":
-            member = _formats.zip_member(data, "data.pkl")
+            member = _formats.zip_member(data, "data.pkl", limit=budget.limit)
             names = _formats.pickle_globals(member or b"")
+            scan_pickle(member or b"", budget)
         else:
-            names = _formats.pickle_globals(data, count=5 if kind == "legacy-pickle" else 1)
+            count = 5 if kind == "legacy-pickle" else 1
+            names = _formats.pickle_globals(data, count=count)
+            scan_pickle(data, budget, count=count)
     except ValueError:
         raise InterpError(corrupt) from None
     layers = {_formats.qualified(cls) for cls in _arch.ALLOWED_CLASSES}
@@ -61,6 +69,11 @@ def load_pickle(data: bytes, label: str, kind: str, *, trust: bool) -> Any:
 def torch_load(data: bytes, label: str, *, weights_only: bool) -> Any:
     try:
         return torch.load(io.BytesIO(data), weights_only=weights_only, map_location="cpu")
+    except MemoryError:
+        raise InterpError(
+            f"{label} needs more memory than is available to load; free memory, or lower "
+            "--max-memory so that interp refuses such files before allocating"
+        ) from None
     except pickle.UnpicklingError as err:
         if weights_only:
             raise InterpError(

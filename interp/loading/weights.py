@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp.errors import InterpError
 from interp.loading import arch as _arch
 from interp.loading.checkpoint import assign_state, key_problems
 from interp.loading.messages import few, one_line
-from interp.errors import InterpError
 
 # Keys under which training scripts commonly nest the weights, most specific first.
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "module")
@@ -119,31 +119,145 @@ def _import_module(name: str) -> Any:
             sys.path.remove(cwd)
 
 
-def _call_factory(arch: str | Callable[[], Any], label: str) -> nn.Module:
+class Factory:
+    """An ``arch`` (spec string or callable) with keyword arguments bound to it."""
+
+    def __init__(self, arch: str | Callable[..., Any], kwargs: dict[str, Any]) -> None:
+        self.arch, self.kwargs = arch, kwargs
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.arch!r} with {args}" if args else repr(self.arch)
+
+
+_LITERAL = (int, float, complex, str, bytes, bool, type(None))
+
+
+def parse_arch_kwargs(text: str) -> dict[str, Any]:
+    """``"num_classes=10,in_chans=1"`` -> ``{"num_classes": 10, "in_chans": 1}``, literals only.
+
+    Each value goes through :func:`ast.literal_eval` (numbers, strings, True/False/None,
+    tuples and lists of them); anything else is kept as a plain string only when it
+    is a bare word (``mode=fast``). Nothing is evaluated as code.
+
+    Raises:
+        InterpError: an item is not ``name=value`` or a name is not an identifier.
+
+    >>> parse_arch_kwargs("num_classes=10,in_chans=1,name=resnet,sizes=(3, 4)")
+    {'num_classes': 10, 'in_chans': 1, 'name': 'resnet', 'sizes': (3, 4)}
+    """
+    import ast
+
+    out: dict[str, Any] = {}
+    for item in _split_top_level(text):
+        if not item.strip():
+            continue
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key.isidentifier():
+            raise InterpError(
+                f"`arch_kwargs` item {item.strip()!r} must look like name=value, as in "
+                "num_classes=10,in_chans=1"
+            )
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            if not raw.replace("_", "").replace("-", "").replace(".", "").isalnum():
+                raise InterpError(
+                    f"`arch_kwargs` value {raw!r} for {key!r} is not a literal; use numbers, "
+                    "quoted strings, True/False/None, or tuples of them"
+                ) from None
+            value = raw
+        if not _is_literal(value):
+            raise InterpError(f"`arch_kwargs` value for {key!r} is not plain data: {raw!r}")
+        out[key] = value
+    return out
+
+
+def _is_literal(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, _LITERAL):
+        return True
+    if isinstance(value, (tuple, list, set)) and depth < 4:
+        return all(_is_literal(v, depth + 1) for v in value)
+    if isinstance(value, dict) and depth < 4:
+        return all(_is_literal(k, depth + 1) and _is_literal(v, depth + 1)
+                   for k, v in value.items())  # fmt: skip
+    return False
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def split_model_arch(text: str) -> tuple[str, str | None]:
+    """``"MODEL::module:factory"`` -> ``("MODEL", "module:factory")``; else ``(text, None)``.
+
+    For ``interp compare``, where each model may carry its own architecture.
+
+    >>> split_model_arch("weights.pt::mypkg.nets:small")
+    ('weights.pt', 'mypkg.nets:small')
+    >>> split_model_arch("model.pt")
+    ('model.pt', None)
+    """
+    model, sep, arch = str(text).rpartition("::")
+    if not sep:
+        return str(text), None
+    if not model or not arch:
+        raise InterpError(
+            f"{text!r} must look like MODEL::package.module:factory (both parts non-empty)"
+        )
+    return model, arch
+
+
+def _call_factory(arch: Any, label: str) -> nn.Module:
+    kwargs: dict[str, Any] = {}
+    if isinstance(arch, Factory):
+        arch, kwargs = arch.arch, arch.kwargs
     factory = _import_factory(arch, label) if isinstance(arch, str) else arch
     if not callable(factory):
         raise TypeError(f"`arch` must be 'module:factory' or a callable, got {arch!r}")
     try:
         required = [
             p.name for p in inspect.signature(factory).parameters.values()
-            if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
-                                                   p.KEYWORD_ONLY)
+            if p.default is p.empty and p.name not in kwargs
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         ]  # fmt: skip
     except (TypeError, ValueError):  # builtins without a signature
         required = []
     if required:
         raise InterpError(
-            f"`arch` {arch!r} needs arguments ({', '.join(required)}); point it at a function "
-            "that builds the model with no arguments"
+            f"`arch` {arch!r} needs arguments ({', '.join(required)}); pass them with "
+            f"--arch-kwargs {required[0]}=... (arch_kwargs= in Python)"
         )
-    model = factory()
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        if not kwargs:
+            raise
+        raise InterpError(f"`arch` {arch!r} refused `arch_kwargs` {kwargs}: {one_line(err)}"
+                          ) from None  # fmt: skip
     if not isinstance(model, nn.Module):
         raise InterpError(f"`arch` {arch!r} returned a {type(model).__name__}, not an nn.Module")
     return model
 
 
 def apply_arch(
-    state: Mapping[str, Any], arch: str | Callable[[], Any] | None, label: str,
+    state: Mapping[str, Any], arch: Any, label: str,
     notes: list[str], *, fmt: str,
 ) -> nn.Module:  # fmt: skip
     """Build the model from ``arch`` and load ``state`` into it strictly.
