@@ -18,6 +18,7 @@ from torch import nn
 from interp.errors import InterpError
 from interp.loading import arch as _arch
 from interp.loading.messages import few, one_line
+from interp.loading.metadata import check_meta
 
 FORMAT = "interp.checkpoint/1"
 _MAX_META_DEPTH = 16
@@ -62,28 +63,13 @@ def plain_meta(value: Any, where: str = "meta", depth: int = 0) -> Any:
     )
 
 
-def check_known_meta(meta: Mapping[str, Any], where: str = "meta") -> None:
-    """Check the types of the metadata keys interp itself reads.
+def check_known_meta(meta: Mapping[str, Any], label: str = "interp.save") -> None:
+    """Check the types and ranges of the metadata keys interp itself reads.
 
     Raises:
-        InterpError: ``classes`` is not a list of str or ``input_shape`` not a list
-            of positive ints.
+        InterpError: see :func:`interp.loading.metadata.check_meta`.
     """
-    classes = meta.get("classes")
-    if classes is not None and (
-        not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
-    ):
-        raise InterpError(f"`{where}['classes']` must be a list of str, got {classes!r}")
-    shape = meta.get("input_shape")
-    if shape is not None and (
-        not isinstance(shape, list)
-        or not shape
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
-    ):
-        raise InterpError(
-            f"`{where}['input_shape']` must be a list of positive ints without the batch "
-            f"axis, such as [1, 64]; got {shape!r}"
-        )
+    check_meta(meta, label)
 
 
 def pack(model: nn.Module, meta: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -124,9 +110,9 @@ def unpack(obj: Mapping[str, Any], label: str) -> tuple[nn.Sequential, dict[str,
         raise InterpError(f"{label} has malformed meta; {fix}")
     try:
         meta = plain_meta(meta)
-        check_known_meta(meta)
     except InterpError as err:
         raise InterpError(f"{label} has malformed meta ({err}); {fix}") from None
+    check_known_meta(meta, label)
     assign_state(model, state, label)
     training = obj.get("training", {})
     modules = dict(model.named_modules())

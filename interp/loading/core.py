@@ -33,6 +33,7 @@ from interp.loading import weights as _weights
 from interp.loading.code_archives import load_code_archive
 from interp.loading.data import Dataset, load_data
 from interp.loading.messages import one_line
+from interp.loading.metadata import check_meta, check_recipe
 from interp.loading.pickles import load_pickle
 from interp.loading.weights import (
     apply_arch,
@@ -165,6 +166,7 @@ def load(
     model, fmt, meta, notes = _load_model(data, label, trust=trust, arch=factory,
                                           budget=budget, extra=extra)  # fmt: skip
     _check_materialised(model, label)
+    check_meta(meta, label)
     if shape is None and meta.get("input_shape") is not None:
         shape = tuple(meta["input_shape"])
         budget.sample(shape, "its metadata's `input_shape`")
@@ -297,8 +299,13 @@ def _recipe(meta: Mapping[str, Any], label: str, budget: _budget.Budget) -> obje
     if "recipe" not in meta:
         return None
     from interp.zoo import recipe_from_meta
+    from interp.zoo.datasets import GENERATORS
 
+    check_recipe(meta["recipe"], label, {k: m.DEFAULTS for k, m in GENERATORS.items()})
     try:
-        return recipe_from_meta(dict(meta))
+        recipe = recipe_from_meta(dict(meta))
     except (InterpError, ValueError, TypeError, KeyError) as err:  # the file's meta is untrusted
         raise InterpError(f"{label} has a malformed dataset recipe: {one_line(err)}") from None
+    if recipe is not None:
+        budget.sample(tuple(recipe.input_shape), "its recipe's input shape")
+    return recipe

@@ -121,8 +121,8 @@ def test_save_meta_tuples_become_lists_and_bad_meta_is_refused(tmp_path: Path):
         ({"w": torch.ones(2)}, "Tensor"),
         ({"acc": float("nan")}, "finite"),
         ({1: "a"}, "non-string key"),
-        ({"classes": "abc"}, "list of str"),
-        ({"input_shape": [0, 4]}, "positive ints"),
+        ({"classes": "abc"}, "list of class names"),
+        ({"input_shape": [0, 4]}, "ints in 1[.][.]"),
     ]:
         with pytest.raises(interp.InterpError, match=words):
             save(tiny(), tmp_path / "bad.pt", meta=bad)
