@@ -24,9 +24,9 @@ from torch import nn
 
 from interp._guard import inspecting
 from interp.errors import InterpError
-from interp.fix.augment import tune
-from interp.fix.trunk import split_site
 from interp.geometry.core import Structure
+from interp.remedies.augment import tune
+from interp.remedies.trunk import split_site
 
 FILTER = 4
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d)

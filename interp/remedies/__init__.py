@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp.fix.core import STRATEGIES, fix
-from interp.fix.result import FixResult, Remedy
+from interp.remedies.core import STRATEGIES, fix
+from interp.remedies.result import FixResult, Remedy
 
 __all__ = ["STRATEGIES", "FixResult", "Remedy", "fix"]

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 DEFAULT_L2 = 1e-3
+TOLERANCE_GRAD = 1e-11  # L-BFGS stops when every gradient component is below this
 
 
 def standardise(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,8 +52,8 @@ def fit_logistic(
         [w, b],
         lr=1.0,
         max_iter=max_iter,
-        tolerance_grad=1e-10,
-        tolerance_change=1e-14,
+        tolerance_grad=TOLERANCE_GRAD,
+        tolerance_change=1e-16,
         history_size=20,
         line_search_fn="strong_wolfe",
     )

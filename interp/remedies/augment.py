@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from interp.errors import InterpError
-from interp.fix.trunk import batches, sequential_index, split_site
 from interp.geometry.core import Structure
+from interp.remedies.trunk import batches, sequential_index, split_site
 from interp.shifts import shift
 
 HEAD_EPOCHS = 6

@@ -1,7 +1,7 @@
 """pool-head: keep the trained trunk, replace the positional head by global pooling + Linear.
 
 The new Linear(C, K) is fitted on the trunk's pooled training features by
-multinomial logistic regression (:mod:`interp.fix.logistic`), once with global
+multinomial logistic regression (:mod:`interp.remedies.logistic`), once with global
 max pooling and once with global average pooling. A head with layers after its
 first Linear (an MLP head) keeps them: the first Linear becomes Linear(C, hidden),
 started from the least-squares fit of the original's hidden pre-activations on the
@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from interp.errors import InterpError
-from interp.fix.logistic import DEFAULT_L2, fit_logistic, linear_from, standardise
-from interp.fix.trunk import PooledHeadModel, batches, capture, sequential_index
 from interp.geometry.core import Structure
+from interp.remedies.logistic import DEFAULT_L2, fit_logistic, linear_from, standardise
+from interp.remedies.trunk import PooledHeadModel, batches, capture, sequential_index
 
 _POOLS = {
     ("max", 1): nn.AdaptiveMaxPool1d,

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from interp.errors import InterpError
-from interp.fix.augment import accuracy, augment, random_shifts, shifted
-from interp.fix.blur import blur
-from interp.fix.pool_head import pool_head
-from interp.fix.result import FixResult, Remedy, recommend, worst_in
+from interp.remedies.augment import accuracy, augment, random_shifts, shifted
+from interp.remedies.blur import blur
+from interp.remedies.pool_head import pool_head
+from interp.remedies.result import FixResult, Remedy, recommend, worst_in
 
 STRATEGIES = ("pool-head", "augment", "blur")
 TRAIN_SAMPLES = 2000  # drawn from a zoo recipe when no training data is given
@@ -135,6 +135,44 @@ def fix(
     >>> res.remedy("pool-head").worst_accuracy                        # doctest: +SKIP
     0.965
     """
+    # New layers are initialised from torch's global RNG before being fitted: fork it, so the
+    # caller's random state is as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _fix(
+            model,
+            x_train,
+            y_train,
+            x_test,
+            y_test,
+            strategies,
+            shifts,
+            mode,
+            seed,
+            epochs,
+            progress,
+            info,
+            out,
+            train_classes,
+        )
+
+
+def _fix(
+    model: nn.Module,
+    x_train: torch.Tensor | None,
+    y_train: torch.Tensor | None,
+    x_test: torch.Tensor | None,
+    y_test: torch.Tensor | None,
+    strategies: str | Sequence[str],
+    shifts: Sequence[Any] | None,
+    mode: str,
+    seed: int,
+    epochs: int,
+    progress: bool,
+    info: Any,
+    out: str | Path | None,
+    train_classes: Sequence[str] | None,
+) -> FixResult:
     from interp.geometry import structure
     from interp.shifts import check_mode, default_shifts, normalize_shifts
     from interp.sweep import shift_sweep
@@ -393,7 +431,7 @@ def _save(
     except InterpError as err:
         why = (
             f"{r.name}: not saved: {err} (the fixed model of a model that is not an "
-            "nn.Sequential is an interp.fix wrapper class; interp.save stores it once "
+            "nn.Sequential is an interp.remedies wrapper class; interp.save stores it once "
             "checkpoints accept importable classes)"
         )
         return replace(r, notes=(*r.notes, why))
