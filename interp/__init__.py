@@ -52,6 +52,7 @@ _EXPORTS = {
     "report": "interp.reporting",
     "Report": "interp.reporting",
     "compare": "interp.reporting",
+    "fix": "interp.remedies",
 }
 
 __all__ = ["InterpError", "__version__", *sorted(_EXPORTS)]

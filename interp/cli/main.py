@@ -7,6 +7,7 @@ import click
 from interp.cli._common import InterpGroup
 from interp.cli.attribute_cmd import attribute
 from interp.cli.compare_cmd import compare
+from interp.cli.fix_cmd import fix
 from interp.cli.inspect_cmd import inspect
 from interp.cli.report_cmd import report
 from interp.cli.sweep_cmd import sweep
@@ -25,6 +26,7 @@ Start here:
                                   attribution maps of one sample across shifts
   interp compare A B ...          several models on the same data
   interp train NAME               retrain a model of the shipped zoo
+  interp fix MODEL                try pool-head, augment and blur on a copy of MODEL
 
 \b
 MODEL is an interp checkpoint, a pickled torch.nn model, a state dict or
@@ -46,3 +48,4 @@ main.add_command(compare)
 main.add_command(sweep)
 main.add_command(attribute)
 main.add_command(train)
+main.add_command(fix)
