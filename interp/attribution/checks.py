@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._util import model_device
 from interp.attribution.methods import Method
 from interp.errors import InterpError
 from interp.geometry.core import Structure
@@ -28,8 +29,7 @@ def check_inputs(model: nn.Module, x: Any) -> torch.Tensor:
             f"`x` of shape {tuple(x.shape)} is not a batch (N, C, L) or (N, C, H, W); "
             "add the batch and channel axes, e.g. x[None, None] for one 1D signal"
         )
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else x.device
+    device = model_device(model, default=x.device)
     dtype = x.dtype if x.is_floating_point() else torch.float32
     return x.detach().to(device=device, dtype=dtype, copy=True)
 

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._util import json_float
 from interp.attribution.methods import Method
 from interp.errors import InterpError
 from interp.hooks import check_layers, record
@@ -269,8 +270,8 @@ def settings(method: Method, o: dict[str, Any]) -> dict[str, Any]:
             value = f"tensor {tuple(value.shape)}"
         elif isinstance(value, tuple):
             value = list(value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            value = None
+        elif isinstance(value, float):
+            value = json_float(value)
         out[key] = value
     if method.path:
         out["integration"] = o["integration"]

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._util import model_device
 from interp.geometry.head import Head, HeadKind, classify_head
 from interp.geometry.infer import infer_input_shape
 from interp.geometry.kinds import (
@@ -25,7 +26,6 @@ from interp.geometry.kinds import (
     CONV,
     IDENTITY_IN_EVAL,
     POINTWISE,
-    device_of,
     is_spatial,
     window,
 )
@@ -162,7 +162,7 @@ def structure(
     if x is None:
         shape = tuple(input_shape) if input_shape is not None else infer_input_shape(model)
         gen = torch.Generator().manual_seed(0)
-        device = device_of(model)
+        device = model_device(model)
         x = torch.rand((1, *shape), generator=gen).to(device)
     else:
         if not isinstance(x, torch.Tensor):

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from interp._guard import inspecting
-from interp.geometry.kinds import CONV, device_of
+from interp._util import model_device
+from interp.geometry.kinds import CONV
 from interp.errors import InterpError
 
 
@@ -38,7 +39,7 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
     hint = "pass `--input-shape " + ("C,L`" if dims == 1 else "C,H,W`")
     if linear is None:
         raise InterpError(f"cannot infer the input length: the model has no Linear head; {hint}")
-    device = device_of(model)
+    device = model_device(model)
 
     def features(n: int) -> int | None:
         seen: list[int] = []

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._util import ntuple
+
 CONV = (nn.Conv1d, nn.Conv2d)
 
 
@@ -34,13 +36,6 @@ IDENTITY_IN_EVAL = (
     nn.AlphaDropout,
     nn.Flatten,
 )
-
-
-def ntuple(value: Any, n: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * n
-    out = tuple(int(v) for v in value)
-    return out * n if len(out) == 1 and n > 1 else out
 
 
 def window(module: nn.Module, dims: int) -> tuple[tuple[int, ...], ...] | None:
@@ -71,8 +66,3 @@ def pooling_of(module: nn.Module) -> str | None:
     if isinstance(module, (nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, *MAXPOOL)):
         return "max"
     return None
-
-
-def device_of(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")

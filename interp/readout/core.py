@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from interp._util import json_float as _num
 from interp.readout.class_summary import first_conv_kernels, pooled_classes, positional_class
 from interp.readout.text import class_sentences
 from interp.readout.decomposition import Decomposition, all_shift_scores, decompose, head_weights
@@ -188,14 +189,6 @@ class Connectivity:
         from interp.plots.connectivity import plot_kernels
 
         return plot_kernels(self, cls)
-
-
-def _num(v: float | None) -> float | None:
-    """JSON-safe float: None for None, NaN or infinity."""
-    if v is None:
-        return None
-    v = float(v)
-    return v if v == v and abs(v) != float("inf") else None
 
 
 def _to_input(g: Grid, position: Sequence[float]) -> list[float]:

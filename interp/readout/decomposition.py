@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from interp._guard import inspecting
+from interp._util import model_device
 from interp._xcorr import xcorr_circular
 from interp.errors import InterpError
 from interp.readout.grid import Grid
@@ -81,12 +82,11 @@ def _check_flatten_order(model: nn.Module, geo: Structure) -> None:
     assert geo.head.reads is not None and geo.head.linear is not None
     seen: list[torch.Tensor] = []
     linear = dict(model.named_modules())[geo.head.linear]
-    param = next(iter(model.parameters()))
     x = torch.rand((1, *geo.input_shape), generator=torch.Generator().manual_seed(0))
     with inspecting(model), record(model, [geo.head.reads]) as rec:
         handle = linear.register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach()))
         try:
-            model(x.to(param.device))
+            model(x.to(model_device(model)))
         finally:
             handle.remove()
     if not seen or not torch.equal(seen[0].cpu().reshape(-1), rec[geo.head.reads].reshape(-1)):
@@ -181,8 +181,7 @@ def decompose(
             "after it), so logits cannot be split exactly over positions"
         )
     assert head.reads is not None
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model)
     with inspecting(model), record(model, [head.reads]) as rec:
         logits = model(x.to(device)).detach().cpu()  # (N, K)
         fmap = rec[head.reads]  # (N, C, *P)

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from interp._guard import inspecting
+from interp._util import model_device
 from interp.readout.grid import (
     FLOOR,
     FRACTION,
@@ -156,8 +157,7 @@ def footprint(
     k_total = geo.num_classes or 0
     names = class_names(classes, k_total)
     reads, shape = geo.head.reads, (geo.head.channels, *grid.positions)
-    param = next(iter(model.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = model_device(model)
     means, counts = [], []
     with inspecting(model), torch.no_grad():
         for k in range(k_total):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from interp._util import json_float
 from interp.readout.decomposition import all_shift_scores, decompose
 from interp.errors import InterpError
 from interp.readout.grid import Grid, box_mask, deviation, mass_interval, pos, signal
@@ -137,8 +138,7 @@ class ShiftExplanation:
         def span(s: Span | None) -> list[Any] | None:
             return None if s is None else [pos(s[0]), pos(s[1])]
 
-        def num(v: float | None) -> float | None:
-            return None if v is None or v != v or abs(v) == float("inf") else float(v)
+        num = json_float
 
         return {
             "shift": list(self.shift) if isinstance(self.shift, tuple) else self.shift,

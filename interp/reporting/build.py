@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from interp.loading.examples import check_xy, class_names, examples
+from interp._util import DEFAULT_SAMPLES
 from interp._version import __version__
 from interp.errors import InterpError
 from interp.reporting import sections_arch, sections_data
@@ -30,7 +31,6 @@ from interp.reporting.result import Report
 from interp.reporting.verdict import verdict
 from interp.geometry.core import structure
 
-DEFAULT_SAMPLES = 300
 DEFAULT_METHOD = "integrated_gradients"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from interp._util import ACCURACY_TOLERANCE
 from interp.reporting.formatting import size
 from interp.geometry.core import Structure
 
@@ -23,7 +24,7 @@ def dropped(sweep: Mapping[str, Any]) -> bool:
     """True when accuracy falls more than the tolerance below its shift-0 value somewhere."""
     shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
     i0 = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
-    return min(acc) < acc[i0] - float(sweep.get("tolerance") or 0.05)
+    return min(acc) < acc[i0] - float(sweep.get("tolerance") or ACCURACY_TOLERANCE)
 
 
 def telling(sweep: Mapping[str, Any]) -> Any:

@@ -5,31 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from interp._util import fmt_shift
+
+__all__ = ["fmt_extent", "fmt_shift", "pct", "rel", "size"]
+
 
 def pct(value: float) -> str:
     """0.985 -> '98.5%'."""
     return f"{100 * value:.1f}%"
-
-
-def _num(value: float) -> str:
-    return f"{value:+g}" if value else "0"
-
-
-def fmt_shift(shift: Any, axis: Sequence[Mapping[str, Any]] | None) -> str:
-    """A shift in the input's units: ``+3000 Hz``, ``(dy, dx) = (+8, -8) px``.
-
-    >>> fmt_shift(-3000, [{"unit": "Hz", "step": 1.0}])
-    '-3000 Hz'
-    """
-    axes = list(axis or [])
-    if isinstance(shift, (list, tuple)):
-        steps = [float(axes[i].get("step", 1.0)) if i < len(axes) else 1.0 for i in range(2)]
-        unit = (axes[0].get("unit") if axes else None) or "px"
-        values = ", ".join(_num(float(v) * st) for v, st in zip(shift, steps, strict=True))
-        return f"(dy, dx) = ({values}) {unit}"
-    step = float(axes[0].get("step", 1.0)) if axes else 1.0
-    unit = (axes[0].get("unit") if axes else None) or "bins"
-    return f"{_num(float(shift) * step)} {unit}"
 
 
 def fmt_extent(extent: float, axis: Sequence[Mapping[str, Any]] | None, dims: int) -> str:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
+
+from interp._util import json_float
 
 SCHEMA = "interp.report/1"
 COMPARE_SCHEMA = "interp.compare/1"
@@ -25,7 +26,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return json_float(value)
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

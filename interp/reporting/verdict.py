@@ -18,11 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from interp._util import ACCURACY_TOLERANCE
 from interp.reporting.formatting import fmt_extent, fmt_shift, pct, rel, size
 
 __all__ = ["fmt_extent", "fmt_shift", "pct", "rel", "size", "verdict"]
-
-TOLERANCE = 0.05  # accuracy points below shift 0 that still count as invariant
 
 
 def _head_reason(structure: Mapping[str, Any], measured_invariant: bool | None) -> str | None:
@@ -150,7 +149,7 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     axis = content.get("axis")
     dims = int((content.get("structure") or {}).get("spatial_dims") or 1)
-    tol = float(sweep.get("tolerance") or TOLERANCE)
+    tol = float(sweep.get("tolerance") or ACCURACY_TOLERANCE)
     shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
     i0 = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
     a0, s0 = acc[i0], fmt_shift(shifts[i0], axis)

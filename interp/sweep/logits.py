@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from interp._guard import inspecting
+from interp._util import model_device
 from interp.errors import InterpError
 from interp.shifts import Shift, check_mode, shift_many
 from interp.geometry.core import Structure, structure
@@ -26,11 +27,6 @@ from interp.geometry.core import Structure, structure
 ENGINES = ("auto", "fast", "brute")
 _BUDGET_BYTES = 256 * 2**20  # activations of one brute-force forward, roughly
 _FAST_SAMPLES = 64  # samples per fast-engine call
-
-
-def model_device(model: nn.Module) -> torch.device:
-    param = next(iter(model.parameters()), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def default_batch_size(geo: Structure) -> int:

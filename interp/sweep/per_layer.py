@@ -36,6 +36,7 @@ from torch import nn
 
 from interp.sweep.per_layer_result import Equivariance, LayerEquivariance, findings
 from interp._guard import inspecting
+from interp._util import model_device
 from interp.errors import InterpError
 from interp.hooks import record
 from interp.shifts import Shift, check_mode, normalize_shifts, shift
@@ -157,8 +158,7 @@ def equivariance(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
     shift_list = normalize_shifts(shifts, x.dim() - 2)
-    param = next(iter(model.parameters()), None)
-    x = x.to(param.device if param is not None else "cpu")
+    x = x.to(model_device(model))
     geo = structure if structure is not None else _structure(model, x[:1])
     plan = _plan(geo)
     names = [lay.name for lay, _ in plan]

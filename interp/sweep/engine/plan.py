@@ -17,37 +17,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from interp._util import ntuple
 from interp.geometry.core import IDENTITY_IN_EVAL, Structure
+from interp.geometry.kinds import ADAPTIVE, AVGPOOL, CONV, MAXPOOL, POINTWISE
 
 
 class Unsupported(Exception):
     """The fast engine cannot compute this model exactly; the reason is the message."""
 
 
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
-_MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
-_AVGPOOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d}
-_GLOBAL = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
+# The layer kinds of geometry/kinds.py, by spatial dims (1D, 2D).
+_CONV = dict(enumerate(CONV, start=1))
+_MAXPOOL = dict(enumerate(MAXPOOL, start=1))
+_AVGPOOL = dict(enumerate(AVGPOOL, start=1))
+_GLOBAL = ADAPTIVE
 # Elementwise (per position, per channel) in eval mode: they commute with shifts and with
-# cropping, so they act on the valid maps and on the boundary strips alike.
-_POINTWISE = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
-    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
-    nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.Dropout1d,
-    nn.Dropout2d, nn.AlphaDropout, nn.BatchNorm1d, nn.BatchNorm2d,
-)  # fmt: skip
+# cropping, so they act on the valid maps and on the boundary strips alike. The engine
+# also computes three that geometry does not list (yet) as pointwise.
+_POINTWISE = (*POINTWISE, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid)
 
 
 def ix(*parts: Any) -> tuple[Any, ...]:
     """An index tuple built from slices and tensors (typed for mypy)."""
     return parts
-
-
-def _ntuple(value: object, n: int) -> tuple[int, ...]:
-    if isinstance(value, int):
-        return (value,) * n
-    out = tuple(int(v) for v in value)  # type: ignore[attr-defined]
-    return out * n if len(out) == 1 and n > 1 else out
 
 
 @dataclass(frozen=True)
@@ -153,9 +145,9 @@ def _op(name: str, module: nn.Module, dims: int) -> Op:
                            nn.AvgPool2d)):  # fmt: skip
         if not isinstance(module, (_CONV[dims], _MAXPOOL[dims], _AVGPOOL[dims])):
             raise Unsupported(f"{what} does not match the {dims}D input")
-        kernel = _ntuple(module.kernel_size, dims)
-        stride = _ntuple(module.stride or module.kernel_size, dims)
-        dilation = _ntuple(getattr(module, "dilation", 1), dims)
+        kernel = ntuple(module.kernel_size, dims)
+        stride = ntuple(module.stride or module.kernel_size, dims)
+        dilation = ntuple(getattr(module, "dilation", 1), dims)
         if getattr(module, "ceil_mode", False):
             raise Unsupported(f"{what} uses ceil_mode=True")
         if getattr(module, "return_indices", False):
@@ -174,7 +166,7 @@ def _op(name: str, module: nn.Module, dims: int) -> Op:
             lo = tuple(t // 2 for t in total)
             hi = tuple(t - t // 2 for t in total)
         else:
-            lo = hi = _ntuple(padding, dims)
+            lo = hi = ntuple(padding, dims)
         return Op(name, module, kind, kernel, stride, dilation, lo, hi)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.running_mean is None:
         raise Unsupported(f"{what} normalises with batch statistics (no running stats)")
