@@ -251,3 +251,55 @@ def test_loaded_bytes_are_the_hashed_bytes(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(torch, "load", spy)
     load(tmp_path / "m.pt")
     assert seen and all(isinstance(f, io.BytesIO) for f in seen)
+
+
+@pytest.mark.parametrize("hooks", ["_state_dict_pre_hooks", "_state_dict_hooks",
+                                   "_forward_hooks", "_load_state_dict_pre_hooks"])  # fmt: skip
+def test_safe_pickle_module_hooks_naming_allowlisted_callables_never_run(tmp_path: Path, hooks):
+    # bytearray is on torch's weights-only allowlist; state_dict() would call it with
+    # (module, prefix, keep_vars) and fail. Rebuilding reads data only, so it never runs.
+    from collections import OrderedDict
+
+    model = tiny()
+    getattr(model[0], hooks)[0] = bytearray
+    if hooks == "_state_dict_pre_hooks":
+        model._state_dict_pre_hooks = OrderedDict({0: bytearray})
+    path = tmp_path / "hooked.pt"
+    torch.save(model, path)
+    loaded, info = load(path)
+    assert info.format == "pickle" and type(loaded) is nn.Sequential
+    names = ("_state_dict_pre_hooks", "_state_dict_hooks", "_forward_hooks",
+             "_load_state_dict_pre_hooks")  # fmt: skip
+    assert not any(getattr(m, name) for m in loaded.modules() for name in names)
+    x = torch.randn(2, 1, 16)
+    clean = tiny()
+    torch.testing.assert_close(loaded(x), clean(x), rtol=0, atol=0)  # same weights, no hook
+
+
+def test_safe_pickle_rebuild_calls_no_method_of_the_unpickled_object(tmp_path, monkeypatch):
+    # Every nn.Module method a rebuild could be tempted to call records its receiver.
+    path = tmp_path / "m.pt"
+    torch.save(tiny(), path)
+    calls: list[str] = []
+    loaded_ids: set[int] = set()
+    real_load = torch.load
+
+    def spy_load(*args, **kwargs):
+        obj = real_load(*args, **kwargs)
+        loaded_ids.update(id(m) for m in obj.__dict__["_modules"].values())
+        loaded_ids.add(id(obj))
+        return obj
+
+    for method in ("state_dict", "named_modules", "named_parameters", "named_buffers",
+                   "extra_repr", "modules", "children", "named_children", "parameters"):
+        real = getattr(nn.Module, method)
+
+        def spy(self, *a, _real=real, _name=method, **k):
+            if id(self) in loaded_ids:
+                calls.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(nn.Module, method, spy)
+    monkeypatch.setattr(torch, "load", spy_load)
+    model, _ = load(path)
+    assert calls == [] and id(model) not in loaded_ids

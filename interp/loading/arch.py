@@ -165,6 +165,81 @@ def describe(model: nn.Module, *, _prefix: str = "") -> list[dict[str, Any]]:
     return spec
 
 
+def _data(obj: Any) -> dict[str, Any]:
+    """The instance dict of an unpickled object, read without calling any of its methods."""
+    try:
+        found = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        found = None
+    if type(found) is not dict:
+        raise InterpError(f"{type(obj).__name__} has no plain attribute dict")
+    return found
+
+
+def _entries(obj: Any, key: str) -> dict[str, Any]:
+    table = _data(obj).get(key)
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(type(k) is str for k in table):
+        raise InterpError(f"{type(obj).__name__} has a malformed {key}")
+    return dict(table)
+
+
+def describe_data(
+    obj: Any, *, _prefix: str = "", _depth: int = 0
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, bool]]:
+    """Spec, tensors and training flags of an *unpickled* Sequential, read as data only.
+
+    Unlike :func:`describe`, no method or property of ``obj`` (or of its children) is
+    called: constructor arguments, tensors and flags are read from each instance's
+    ``__dict__`` and its ``_parameters`` / ``_buffers`` / ``_modules`` dicts; hook
+    dicts are never read. The caller builds a fresh model from the spec with trusted
+    code and assigns the tensors (see :func:`interp.loading.weights.rebuild_safe`).
+
+    Returns:
+        ``(spec, {state key: tensor}, {module name: training flag})``.
+
+    Raises:
+        InterpError: a module is not a plain torch.nn layer from :data:`LAYERS`, or an
+            argument is missing or not plain data.
+    """
+    if _depth > _MAX_DEPTH:
+        raise InterpError(f"architecture is nested deeper than {_MAX_DEPTH} Sequentials")
+    if type(obj) is not nn.Sequential:
+        raise InterpError(f"{_layer_name(_prefix, obj)} is not an nn.Sequential")
+    spec: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+    flags: dict[str, bool] = {_prefix: _data(obj).get("training") is True}
+    for child_name, child in _entries(obj, "_modules").items():
+        name = f"{_prefix}.{child_name}" if _prefix else child_name
+        if type(child) is nn.Sequential:
+            children, sub_state, sub_flags = describe_data(child, _prefix=name,
+                                                           _depth=_depth + 1)  # fmt: skip
+            spec.append({"type": "Sequential", "name": child_name, "children": children})
+            state.update(sub_state)
+            flags.update(sub_flags)
+            continue
+        entry = LAYERS.get(type(child).__name__)
+        if entry is None or type(child) is not entry[0]:
+            raise InterpError(f"{_layer_name(name, child)} is not a torch.nn layer interp knows")
+        attrs = _data(child)
+        params = _entries(child, "_parameters")
+        args: dict[str, Any] = {}
+        for arg in entry[1]:
+            if arg == "bias":
+                args["bias"] = params.get("bias") is not None
+            elif arg in attrs:
+                args[arg] = _plain(attrs[arg])
+        if attrs.get("affine") is True and "bias" in params and params["bias"] is None:
+            args["bias"] = False  # torch >= 2.13 norms without a bias
+        spec.append({"type": type(child).__name__, "name": child_name, "args": args})
+        flags[name] = attrs.get("training") is True
+        for key, tensor in [*params.items(), *_entries(child, "_buffers").items()]:
+            if tensor is not None:
+                state[f"{name}.{key}"] = tensor
+    return spec, state, flags
+
+
 def _shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +66,16 @@ def load_data(
     input_shape: tuple[int, ...] | None = None,
     num_classes: int | None = None,
     max_memory: int | str | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    resize: Sequence[int] | None = None,
+    normalize: tuple[Any, Any] | None = None,
+    grayscale: bool = False,
 ) -> Dataset:
     """Load ``x``, ``y`` and optional ``classes`` from ``.npz`` or ``.pt``, and check them.
+
+    A folder of images (one subfolder per class) or a ``.npy`` file with a ``labels``
+    ``.npy`` is read by :func:`interp.loading.sources.read_source` (``resize``,
+    ``normalize``, ``grayscale`` are for image folders) and checked the same way.
 
     Args:
         path: a ``np.savez`` file or a ``torch.save`` of a dict of tensors.
@@ -87,14 +95,13 @@ def load_data(
     (torch.Size([200, 1, 64]), torch.Size([200]))
     """
     label = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InterpError(f"data file {label} does not exist; check the path") from None
-    except OSError as err:
-        raise InterpError(f"cannot read data file {label} ({err.strerror})") from None
-    limit = default_budget(len(raw)) if max_memory is None else parse_memory(max_memory)
-    arrays = _read_arrays(raw, label, Budget(f"data file {label}", limit))
+    if labels is not None or Path(path).is_dir() or resize or normalize or grayscale:
+        from interp.loading.sources import read_source
+
+        arrays = read_source(path, labels, resize=resize, normalize=normalize,
+                             grayscale=grayscale)  # fmt: skip
+    else:
+        arrays = _read_file(path, label, max_memory)
     notes: list[str] = []
     x = _inputs(arrays, label, notes)
     y = _labels(arrays, label, x.shape[0], notes)
@@ -108,6 +115,18 @@ def load_data(
     _check_shape(x, expect_shape, label)
     _check_range(y, expect_classes, label)
     return Dataset(x=x, y=y, classes=classes, path=label, notes=tuple(notes))
+
+
+def _read_file(path: str | os.PathLike[str], label: str, max_memory: int | str | None
+               ) -> dict[str, Any]:  # fmt: skip
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InterpError(f"data file {label} does not exist; check the path") from None
+    except OSError as err:
+        raise InterpError(f"cannot read data file {label} ({err.strerror})") from None
+    limit = default_budget(len(raw)) if max_memory is None else parse_memory(max_memory)
+    return _read_arrays(raw, label, Budget(f"data file {label}", limit))
 
 
 def _read_arrays(raw: bytes, label: str, budget: Budget) -> dict[str, Any]:

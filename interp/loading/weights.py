@@ -303,21 +303,37 @@ def apply_arch(
 
 
 def rebuild_safe(obj: nn.Module, label: str) -> nn.Module:
-    """Rebuild a safely unpickled torch.nn model from its spec, dropping any extra state.
+    """Rebuild a safely unpickled torch.nn model from data only, dropping any extra state.
+
+    The unpickled object contributes its constructor arguments, tensors and training
+    flags, read from instance dicts (:func:`interp.loading.arch.describe_data`); no
+    method of it runs (``state_dict`` would call its ``_state_dict_pre_hooks``, which
+    the file chooses). The model is built fresh by trusted code, the tensors assigned
+    strictly by name and shape; hooks and every other attribute are dropped.
 
     Raises:
         InterpError: the model is not an nn.Sequential of known torch.nn layers.
     """
     try:
-        spec = _arch.describe(obj)
+        spec, state, flags = _arch.describe_data(obj)
+        model = _arch.build(spec)
     except InterpError as err:
         raise InterpError(f"{label} holds a model interp cannot rebuild: {err}") from None
-    model = _arch.build(spec)
-    assign_state(model, obj.state_dict(), label)
-    flags = dict(obj.named_modules())
+    expected = model.state_dict()
+    state = {k: v for k, v in state.items() if k in expected or not _non_persistent(model, k)}
+    assign_state(model, state, label)
     for name, module in model.named_modules():
-        module.training = bool(flags[name].training)
-    source = dict(obj.named_parameters())
+        module.training = bool(flags.get(name, False))
     for name, param in model.named_parameters():
-        param.requires_grad_(bool(source[name].requires_grad))
+        param.requires_grad_(bool(state[name].requires_grad))
     return model
+
+
+def _non_persistent(model: nn.Module, key: str) -> bool:
+    """``key`` names a buffer the fresh model keeps out of its state dict."""
+    owner, _, leaf = key.rpartition(".")
+    try:
+        module = model.get_submodule(owner)
+    except AttributeError:
+        return False
+    return leaf in module._non_persistent_buffers_set
