@@ -198,7 +198,7 @@ def test_shift_zero_is_the_reference_and_added_when_missing(positional_1d):
     x = torch.rand(1, 1, 64, generator=torch.Generator().manual_seed(11))
     with_zero = attribution_across_shifts(positional_1d, x, [1], [0, 5], method="saliency")
     without = attribution_across_shifts(positional_1d, x, [1], [5], method="saliency")
-    assert without.shifts == [5] and without.maps.shape == (1, 1, 1, 64)
+    assert without.shifts == (5,) and without.maps.shape == (1, 1, 1, 64)
     torch.testing.assert_close(without.reference, with_zero.maps[:, 0])
     torch.testing.assert_close(without.maps[:, 0], with_zero.maps[:, 1])
 

@@ -88,7 +88,7 @@ def templates(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def info(**fields: Any) -> SimpleNamespace:
     """A stand-in for ModelInfo of an in-memory model: its input shape, no file, no recipe."""
-    return SimpleNamespace(**{"path": None, "meta": {}, "dataset": None, "classes": None,
+    return SimpleNamespace(**{"path": None, "meta": {}, "recipe": None, "classes": None,
                               "input_shape": (1, L), **fields})  # fmt: skip
 
 

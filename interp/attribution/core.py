@@ -56,7 +56,7 @@ class AttributionComparison:
     method: str
     output: str
     mode: str
-    shifts: list[Any]
+    shifts: tuple[Any, ...]
     target: torch.Tensor  # (N,)
     inputs: torch.Tensor  # (N, C, *spatial), unshifted
     maps: torch.Tensor  # (N, S, C, *P)
@@ -77,8 +77,12 @@ class AttributionComparison:
     neuron: tuple[int, ...] | None
     geometry: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None  # rf, stride, offset
     weights: torch.Tensor | None  # (N, C, *P): head weights of each sample's target class
-    axis: list[dict[str, Any]] | None
-    settings: dict[str, Any]
+    axis: tuple[tuple[tuple[str, Any], ...], ...] | None  # per axis: metadata as (key, value)
+    settings: tuple[tuple[str, Any], ...]  # the resolved options, JSON-safe, as (key, value)
+
+    def axis_meta(self, dim: int = 0) -> dict[str, Any] | None:
+        """Axis ``dim``'s metadata as a dict (name, unit, start, step), None without any."""
+        return dict(self.axis[dim]) if self.axis and dim < len(self.axis) else None
 
     @property
     def similarity(self) -> torch.Tensor:
@@ -259,7 +263,7 @@ def attribution_across_shifts(
         method=spec.name,
         output=spec.output,
         mode=mode,
-        shifts=list(shifts),
+        shifts=tuple(shifts),
         target=t.cpu(),
         inputs=x0.cpu(),
         maps=maps.cpu(),
@@ -280,6 +284,8 @@ def attribution_across_shifts(
         neuron=opts.get("neuron"),
         geometry=geometry,
         weights=None if weights is None else weights[t].cpu(),
-        axis=axis,
-        settings=settings(spec, opts),
+        axis=None if axis is None else tuple(tuple(dict(a).items()) for a in axis),
+        settings=tuple(
+            (k, tuple(v) if isinstance(v, list) else v) for k, v in settings(spec, opts).items()
+        ),
     )

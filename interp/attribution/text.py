@@ -93,24 +93,29 @@ def to_dict(c: AttributionComparison) -> dict[str, Any]:
         "relative_convergence_delta": _grid(c.relative_delta),
         "layer": c.layer,
         "neuron": list(c.neuron) if c.neuron is not None else None,
-        "settings": c.settings,
-        "axis": c.axis,
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in c.settings},
+        "axis": _axes(c),
         "sentences": sentences(c),
     }
 
 
+def _axes(c: AttributionComparison) -> list[dict[str, Any]] | None:
+    """Axis metadata per spatial axis as dicts (the comparison keeps them as pairs)."""
+    return [dict(a) for a in c.axis] if c.axis else None
+
+
 def _unit(c: AttributionComparison) -> str:
-    axis = c.axis[0] if c.axis else None
+    axis = c.axis_meta(0)
     return (axis or {}).get("unit") or ("px" if c.inputs.dim() == 4 else "bins")
 
 
 def _fmt_shift(c: AttributionComparison, s: Any) -> str:
     """'+1000 bins' or '+50 nm' (through the axis step); '(dy, dx) = (+2, -3) px' in 2D."""
     if isinstance(s, tuple):
-        steps = [shift_to_units([v], c.axis[i] if c.axis and i < len(c.axis) else None)[0]
+        steps = [shift_to_units([v], c.axis_meta(i) if c.axis and i < len(c.axis) else None)[0]
                  for i, v in enumerate(s)]  # fmt: skip
         return f"(dy, dx) = ({steps[0]:+g}, {steps[1]:+g}) {_unit(c)}"
-    value = shift_to_units([s], c.axis[0] if c.axis else None)[0]
+    value = shift_to_units([s], c.axis_meta(0))[0]
     return f"{value:+g} {_unit(c)}"
 
 
@@ -158,7 +163,7 @@ def sentences(c: AttributionComparison) -> list[str]:
     follows, defined = c.follows()[:, moved], _defined(c)[:, moved]
     far = c.peak_displacement[:, moved].abs()
     far = (far if far.dim() == 2 else far.amax(-1))[defined]
-    axis0 = c.axis[0] if c.axis else None
+    axis0 = c.axis_meta(0)
     if far.numel():
         tol = shift_to_units([c.peak_tolerance], axis0)[0]
         worst_far = shift_to_units([int(far.max())], axis0)[0]
@@ -182,7 +187,7 @@ def sentences(c: AttributionComparison) -> list[str]:
                    "integrated gradients show what the head does with them.")  # fmt: skip
     if c.relative_delta is not None:
         rel = float(c.relative_delta.nan_to_num(0).max())
-        steps = c.settings.get("n_steps")
+        steps = dict(c.settings).get("n_steps")
         if rel <= COMPLETE:
             out.append(f"{label} is complete to within {rel:.1%} of f(x) - f(baseline)"
                        + (f" with {steps} steps." if steps else "."))  # fmt: skip

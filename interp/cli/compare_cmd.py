@@ -68,6 +68,7 @@ def compare(
         echo_json(json.loads(rep.to_json()))
         return
     if not quiet:
-        for name, entry in zip(rep.content["names"], rep.content["models"], strict=True):
+        content = rep.to_dict()
+        for name, entry in zip(content["names"], content["models"], strict=True):
             click.echo(f"{name}: {entry['verdict']['headline']}")
     click.echo(f"Wrote {target / 'report.html'} (also report.md, report.json, figures/)")

@@ -54,7 +54,7 @@ def _classes(k: int | None, *candidates: Any) -> list[str] | None:
 
 def _units(sw: Any, s: Any) -> str:
     value = sw.shift_units(s)
-    unit = [(a.get("unit") or "bins") for a in sw.axis] if sw.axis else ["bins"]
+    unit = [(dict(a).get("unit") or "bins") for a in sw.axis] if sw.axis else ["bins"]
     if isinstance(value, tuple):
         return f"({value[0]:g}, {value[1]:g}) {unit[0]}"
     return f"{value:g} {unit[0]}"
@@ -64,7 +64,7 @@ def _range(sw: Any) -> str:
     lo, hi = sw.invariance_range
     ulo, uhi = sw.invariance_range_units
     if isinstance(lo, tuple):  # per axis, along the lines through (0, 0)
-        units = [(a.get("unit") or "bins") for a in sw.axis] if sw.axis else ["bins", "bins"]
+        units = [(dict(a).get("unit") or "bins") for a in sw.axis] if sw.axis else ["bins", "bins"]
         return ", ".join(
             f"{name} {lo[i]} to {hi[i]} ({ulo[i]:g} to {uhi[i]:g} {units[i]})"
             for i, name in enumerate(("dy", "dx"))

@@ -37,7 +37,7 @@ MAX_PANELS = 9  # shifts shown in one maps figure; evenly chosen when there are 
 
 
 def _axis(c: AttributionComparison, i: int) -> dict[str, Any] | None:
-    return c.axis[i] if c.axis and i < len(c.axis) else None
+    return c.axis_meta(i)
 
 
 def _shift_text(c: AttributionComparison, s: Any) -> str:

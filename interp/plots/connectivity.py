@@ -49,7 +49,7 @@ def extent(grid: Grid, dim: int = 0) -> tuple[float, float]:
 def label(grid: Grid, dim: int = 0) -> str:
     """Axis title with unit, e.g. 'frequency (Hz)'."""
     if grid.axis:
-        return axis_label(grid.axis[dim])
+        return axis_label(grid.axis_meta(dim))
     return f"input {('position', 'y', 'x')[dim + (grid.dims == 2)]} ({grid.unit(dim)})"
 
 

@@ -53,9 +53,46 @@ def plot_decomposition(dec: Decomposition, index: int = 0, *, ax: Axes | None = 
     return fig
 
 
-def plot_shift_explanation(e: ShiftExplanation) -> Figure:
-    """Weights, activity and contributions before/after a shift, aligned on one axis."""
-    return _plot_2d(e) if e.grid.dims == 2 else _plot_1d(e)
+def plot_shift_explanation(e: ShiftExplanation, ax: Axes | None = None) -> Figure:
+    """Weights, activity and contributions before/after a shift, aligned on one axis.
+
+    With ``ax``, only the true class's contributions: before and after (and the winner's)
+    as lines in 1D, after the shift as a heatmap in 2D.
+    """
+    if ax is None:
+        return _plot_2d(e) if e.grid.dims == 2 else _plot_1d(e)
+    fig, ax = figure_for(ax)
+    t = e.true_class
+    if e.grid.dims == 2:
+        image(ax, e.grid, e.contributions_after[t], WEIGHT_CMAP, True)
+        if e.footprint is not None:
+            box(ax, e.grid, *e.footprint, "black")
+        ax.set_title(f"to {e.classes[t]!r}, shifted {e.shift} "
+                     f"({float(e.logits_after[t]):.2f})", fontsize="small")  # fmt: skip
+        return fig
+    _contributions_1d(ax, e)
+    ax.axhline(0, color="black", lw=0.5)
+    if e.footprint is not None:
+        shade_span(ax, e.grid, e.footprint[0][0], e.footprint[1][0], class_colour(t),
+                   f"footprint of {e.classes[t]!r}")  # fmt: skip
+    ax.legend(fontsize="small", loc="best")
+    ax.set_xlabel(label(e.grid))
+    ax.set_title(f"contributions to {e.classes[t]!r}, shift by {e.shift}", fontsize="medium")
+    return fig
+
+
+def _contributions_1d(ax: Axes, e: ShiftExplanation) -> None:
+    """The true class's contributions before and after the shift, and the winner's after."""
+    t, x, name = e.true_class, xs(e.grid), repr(e.classes[e.true_class])
+    line(ax, x, e.contributions_before[t], color=ORIGINAL,
+         label=f"{name} original ({float(e.logits_before[t]):.2f})")  # fmt: skip
+    line(ax, x, e.contributions_after[t], color=SHIFTED,
+         label=f"{name} shifted ({float(e.logits_after[t]):.2f})")  # fmt: skip
+    if e.winner != t:
+        w = e.winner
+        line(ax, x, e.contributions_after[w], color=class_colour(w), ls="--",
+             label=f"{e.classes[w]!r} shifted ({float(e.logits_after[w]):.2f})")  # fmt: skip
+    ax.set_ylabel("contribution\nto the logit")
 
 
 def _plot_1d(e: ShiftExplanation) -> Figure:
@@ -75,15 +112,7 @@ def _plot_1d(e: ShiftExplanation) -> Figure:
     a_act.plot(x, e.activity_before.numpy(), color=ORIGINAL, lw=1, label="original")
     a_act.plot(x, e.activity_after.numpy(), color=SHIFTED, lw=1, label=f"shifted by {e.shift}")
     a_act.set_ylabel("activity above\nbackground")
-    line(a_con, x, e.contributions_before[t], color=ORIGINAL,
-         label=f"{name} original ({float(e.logits_before[t]):.2f})")  # fmt: skip
-    line(a_con, x, e.contributions_after[t], color=SHIFTED,
-         label=f"{name} shifted ({float(e.logits_after[t]):.2f})")  # fmt: skip
-    if e.winner != t:
-        w = e.winner
-        line(a_con, x, e.contributions_after[w], color=class_colour(w), ls="--",
-             label=f"{e.classes[w]!r} shifted ({float(e.logits_after[w]):.2f})")  # fmt: skip
-    a_con.set_ylabel("contribution\nto the logit")
+    _contributions_1d(a_con, e)
     for a in (a_w, a_act, a_con):
         a.axhline(0, color="black", lw=0.5)
         if e.footprint is not None:
@@ -105,7 +134,7 @@ def _plot_all_shifts(ax: Axes, e: ShiftExplanation) -> None:
     g, n = e.grid, e.grid.positions[0]
     lags = np.arange(n) - n // 2  # centred: index s % n holds shift s
     order = np.mod(lags, n)
-    step = float(g.axis[0].get("step", 1.0)) if g.axis else 1.0
+    step = float((g.axis_meta(0) or {}).get("step", 1.0))
     in_units = lags * g.stride[0] * step
     for k, cname in enumerate(e.classes):
         ax.plot(in_units, e.fmap_shift_scores[k].numpy()[order], color=class_colour(k),

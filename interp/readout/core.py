@@ -73,7 +73,7 @@ class ClassConnectivity:
     untrained_runs: tuple[tuple[int, int], ...] = ()  # longest such runs (1D)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Connectivity:
     """Head weights on the feature map, per class, with the training footprint if measured.
 

@@ -97,7 +97,7 @@ def _check_flatten_order(model: nn.Module, geo: Structure) -> None:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Decomposition:
     """Every logit split over the neurons of the feature map the head reads.
 
@@ -137,11 +137,17 @@ class Decomposition:
             "residual": self.residual,
         }
 
-    def plot(self, index: int = 0, ax: Axes | None = None) -> Figure:
+    def plot(self, ax: Axes | None = None, *, index: int = 0) -> Figure:
         """Per-position contributions of every class for sample ``index``."""
         from interp.plots.shift_explanation import plot_decomposition
 
         return plot_decomposition(self, index=index, ax=ax)
+
+    def sentences(self) -> list[str]:
+        """Per sample: the top logit as bias plus evidence, and where the evidence peaks."""
+        from interp.readout.text import decomposition_sentences
+
+        return decomposition_sentences(self)
 
 
 def decompose(

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Footprint:
     """Where each class's data activates the head's feature map (see module docstring).
 
@@ -115,6 +115,12 @@ class Footprint:
         from interp.plots.connectivity import plot_footprint
 
         return plot_footprint(self, ax=ax)
+
+    def sentences(self) -> list[str]:
+        """Per class: where its data activates the map, and from how many samples."""
+        from interp.readout.text import footprint_sentences
+
+        return footprint_sentences(self)
 
 
 def footprint(

@@ -17,6 +17,7 @@ from interp.geometry.core import Structure
 
 FRACTION = 0.95  # share of the above-background activation mass inside the footprint
 FLOOR = 0.10  # positions / cells below this share of the peak are not footprint
+AxisPairs = tuple[tuple[str, Any], ...]  # one axis's metadata (name, unit, start, step)
 
 
 @dataclass(frozen=True)
@@ -25,19 +26,24 @@ class Grid:
 
     Feature-map position ``j`` covers input positions ``j * stride - offset`` to
     ``j * stride - offset + receptive_field - 1`` (per axis); its centre is the
-    input position interp reports. ``axis`` (one dict per spatial axis: name,
-    unit, start, step) converts input positions to physical units.
+    input position interp reports. ``axis`` (per spatial axis: name, unit, start,
+    step, as ``(key, value)`` pairs so the grid stays immutable; :meth:`meta` gives
+    a dict) converts input positions to physical units.
     """
 
     positions: tuple[int, ...]
     stride: tuple[int, ...]
     offset: tuple[int, ...]
     receptive_field: tuple[int, ...]
-    axis: tuple[Mapping[str, Any], ...] | None = None
+    axis: tuple[AxisPairs, ...] | None = None
 
     @property
     def dims(self) -> int:
         return len(self.positions)
+
+    def axis_meta(self, dim: int = 0) -> dict[str, Any] | None:
+        """Axis ``dim``'s metadata as a dict (name, unit, start, step), None without any."""
+        return dict(self.axis[dim]) if self.axis else None
 
     def to_input(self, j: float, dim: int = 0) -> float:
         """Centre (input position) of the receptive field of feature-map position ``j``."""
@@ -45,15 +51,16 @@ class Grid:
 
     def to_unit(self, i: float, dim: int = 0) -> float:
         """Input position ``i`` in the axis unit (``start + i * step``), or ``i`` itself."""
-        if not self.axis:
+        ax = self.axis_meta(dim)
+        if ax is None:
             return float(i)
-        ax = self.axis[dim]
         return float(ax.get("start", 0.0)) + float(i) * float(ax.get("step", 1.0))
 
     def unit(self, dim: int = 0) -> str:
         """The unit of axis ``dim``: 'Hz', 'px', or 'bins' when unknown."""
-        if self.axis and self.axis[dim].get("unit"):
-            return str(self.axis[dim]["unit"])
+        ax = self.axis_meta(dim)
+        if ax and ax.get("unit"):
+            return str(ax["unit"])
         return "bins" if self.dims == 1 else "px"
 
     def at(self, position: Sequence[float]) -> str:
@@ -94,12 +101,16 @@ class Grid:
             stride=tuple(layer.stride),
             offset=tuple(layer.offset),
             receptive_field=tuple(layer.receptive_field),
-            axis=axis_list(axis, geo.spatial_dims),
+            axis=_pairs(axis_list(axis, geo.spatial_dims)),
         )
 
 
 def _fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
+
+
+def _pairs(axis: tuple[Mapping[str, Any], ...] | None) -> tuple[AxisPairs, ...] | None:
+    return None if axis is None else tuple(tuple(a.items()) for a in axis)
 
 
 def axis_list(axis: Any, dims: int) -> tuple[Mapping[str, Any], ...] | None:

@@ -25,6 +25,7 @@ from interp.geometry.core import Structure
 from interp.geometry.core import structure as _structure
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from interp.readout.core import Connectivity
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 Span = tuple[tuple[int, ...], tuple[int, ...]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ShiftExplanation:
     """One sample, one shift: contributions and activity before and after.
 
@@ -129,10 +130,16 @@ class ShiftExplanation:
         return self._inside(self.activity_after)
 
     def sentence(self) -> str:
-        """What happened, in plain words, from the measured numbers."""
+        """What happened, in plain words, from the measured numbers (one paragraph)."""
         from interp.readout.text import shift_sentence
 
         return shift_sentence(self)
+
+    def sentences(self) -> list[str]:
+        """The sentences of :meth:`sentence`, one by one (the report's paragraph)."""
+        from interp.readout.text import shift_sentences
+
+        return shift_sentences(self)
 
     def to_dict(self) -> dict[str, Any]:
         def span(s: Span | None) -> list[Any] | None:
@@ -165,11 +172,12 @@ class ShiftExplanation:
             "sentence": self.sentence(),
         }
 
-    def plot(self) -> Figure:
-        """Activity and contributions before/after the shift on aligned position axes."""
+    def plot(self, ax: Axes | None = None) -> Figure:
+        """Activity and contributions before/after the shift on aligned position axes
+        (with ``ax``: the true class's contributions before and after, on that one)."""
         from interp.plots.shift_explanation import plot_shift_explanation
 
-        return plot_shift_explanation(self)
+        return plot_shift_explanation(self, ax=ax)
 
 
 def explain_shift(

@@ -1,11 +1,17 @@
-"""Plain sentences from a Connectivity's measured numbers (for the report section)."""
+"""Plain sentences from the readout's measured numbers: connectivity (the report's
+connectivity section), footprints, decompositions and shift explanations."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import torch
+
 if TYPE_CHECKING:
     from interp.readout.core import ClassConnectivity, Connectivity
+    from interp.readout.decomposition import Decomposition
+    from interp.readout.footprints import Footprint
+    from interp.readout.grid import Grid
     from interp.readout.shift_explanation import ShiftExplanation
 
 
@@ -14,6 +20,10 @@ def _kernels(c: ClassConnectivity, signed: bool = True) -> str:
     names = ", ".join(str(k) for k, _ in pairs)
     values = ", ".join(f"{v:+.3g}" if signed else f"{v:.3g}" for _, v in pairs)
     return f"kernels {names} ({values})"
+
+
+def _footprint(g: Grid, lo: tuple[int, ...], hi: tuple[int, ...], area: float) -> str:
+    return f"training footprint, {g.span(lo, hi)}, covers {area:.0%} of the map"
 
 
 def class_sentences(conn: Connectivity) -> list[str]:
@@ -47,8 +57,8 @@ def class_sentences(conn: Connectivity) -> list[str]:
         )
         if c.footprint is not None and c.mass_inside is not None and c.area_inside is not None:
             s += (
-                f". Its training footprint, {g.span(*c.footprint)}, covers {c.area_inside:.0%} "
-                f"of the map and holds {c.mass_inside:.0%} of its weight mass"
+                f". Its {_footprint(g, *c.footprint, c.area_inside)} and holds "
+                f"{c.mass_inside:.0%} of its weight mass"
             )
             if 0 < c.area_inside < 1 and c.mass_inside < 1:
                 ratio = (c.mass_inside / c.area_inside) / (
@@ -84,18 +94,53 @@ def class_sentences(conn: Connectivity) -> list[str]:
     return out
 
 
+def footprint_sentences(fp: Footprint) -> list[str]:
+    """One sentence per class: where its data activates the map, in the connectivity's words."""
+    out = []
+    for k, name in enumerate(fp.classes):
+        lo, hi = fp.lo[k], fp.hi[k]
+        if lo is None or hi is None:
+            out.append(f"No data of class {name!r} rose above background ({fp.counts[k]} samples).")
+        else:
+            area = float(fp.mask[k].float().mean())
+            out.append(f"Class {name!r}: its {_footprint(fp.grid, lo, hi, area)} "
+                       f"({fp.counts[k]} samples).")  # fmt: skip
+    return out
+
+
+def decomposition_sentences(d: Decomposition) -> list[str]:
+    """Per sample: the winning logit as bias plus feature-map evidence, and where it peaks."""
+    out = []
+    for n in range(d.logits.shape[0]):
+        k = int(d.logits[n].argmax())
+        logit, bias = float(d.logits[n, k]), float(d.bias[k])
+        per_pos = d.per_position[n, k]  # (*P)
+        peak = [int(v) for v in torch.unravel_index(per_pos.argmax(), per_pos.shape)]
+        out.append(
+            f"Sample {n}: the logit of class {k}, the highest, is {logit:.2f} = bias {bias:+.2f} "
+            f"{logit - bias:+.2f} from the {d.kind} head's feature map (relative residual at "
+            f"most {d.residual:.1e}); its largest contribution comes from {d.grid.at(peak)}."
+        )
+    return out
+
+
 def _shift_units(e: ShiftExplanation) -> str:
     s = e.shift if isinstance(e.shift, tuple) else (e.shift,)
     g = e.grid
     parts = []
     for d, v in enumerate(s):
-        step = float(g.axis[d].get("step", 1.0)) if g.axis else 1.0
+        step = float((g.axis_meta(d) or {}).get("step", 1.0))
         parts.append(f"{v * step:g} {g.unit(d)}")
     return " x ".join(parts) if len(parts) > 1 else parts[0]
 
 
 def shift_sentence(e: ShiftExplanation) -> str:
     """One paragraph on what the shift did to the true class, from ``e``'s numbers."""
+    return " ".join(shift_sentences(e))
+
+
+def shift_sentences(e: ShiftExplanation) -> list[str]:
+    """The sentences of :func:`shift_sentence`, one by one."""
     g, t = e.grid, e.true_class
     name = repr(e.classes[t])
     before, after = float(e.logits_before[t]), float(e.logits_after[t])
@@ -169,4 +214,4 @@ def shift_sentence(e: ShiftExplanation) -> str:
         )
     if e.footprint is None and e.kind == "positional":
         out.append("Pass `connectivity` computed with data to compare with the training footprint.")
-    return " ".join(out)
+    return out

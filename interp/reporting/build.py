@@ -26,7 +26,7 @@ from interp._version import __version__
 from interp.errors import InterpError
 from interp.reporting import sections_arch, sections_data
 from interp.reporting.blocks import Section
-from interp.reporting.jsonio import SCHEMA, jsonable
+from interp.reporting.jsonio import SCHEMA, dumps, jsonable
 from interp.reporting.result import Report
 from interp.reporting.verdict import verdict
 from interp.geometry.core import structure
@@ -190,9 +190,8 @@ def report(
     ]
     name = meta.get("name") or _stem(getattr(info, "path", None)) or type(model).__name__
     subtitle = f"{getattr(info, 'path', None) or 'in-memory model'} · interp {__version__}"
-    content = jsonable(ctx.content)
     return Report(f"Is {name} translation invariant?", subtitle, tuple(sections),
-                  content)  # fmt: skip
+                  dumps(jsonable(ctx.content)))  # fmt: skip
 
 
 def _check_options(mode: str, method: str) -> None:

@@ -27,7 +27,7 @@ from interp.reporting.blocks import (
 )
 from interp.reporting.figures import plot_compare_accuracy
 from interp.reporting.formatting import fmt_shift, pct, size
-from interp.reporting.jsonio import COMPARE_SCHEMA, jsonable
+from interp.reporting.jsonio import COMPARE_SCHEMA, dumps, jsonable
 from interp.reporting.result import Report
 from interp.reporting.build import (
     DEFAULT_METHOD,
@@ -121,7 +121,7 @@ def compare(
     sections.append(_reproducibility(names, dicts))
     title = "Comparison: " + " vs ".join(names)
     subtitle = f"{len(names)} models on the same data · interp {__version__}"
-    return Report(title, subtitle, tuple(sections), jsonable(content))
+    return Report(title, subtitle, tuple(sections), dumps(jsonable(content)))
 
 
 def _verdicts(names: list[str], dicts: list[dict[str, Any]], axis: Any) -> Section:

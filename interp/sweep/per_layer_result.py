@@ -80,6 +80,10 @@ class Equivariance:
 
         return plot_equivariance(self, ax=ax)
 
+    def sentences(self) -> list[str]:
+        """Where equivariance breaks and what aliasing adds: the report's findings."""
+        return list(self.findings)
+
 
 def pct(v: float | None) -> str:
     """A relative error for people: 12.3% when large, 4.0e-07 when tiny."""

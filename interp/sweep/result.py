@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 TrainRange = int | tuple[float, float]
+AxisPairs = tuple[tuple[str, Any], ...]  # one axis's metadata (name, unit, start, step) as pairs
 _EPS = 1e-12  # accuracies are ratios of counts: compare with this slack
 
 
@@ -83,7 +84,8 @@ class Sweep:
     (K, S), None for a class with no samples; ``confusion`` is (S, K, K) counts,
     ``[shift][true][predicted]``. ``consistency`` is exact over all pairs of distinct
     shifts (see :mod:`interp.sweep.core`); None with one shift. ``invariance_range`` is
-    ``(lo, hi)`` in shifts (input positions), None when 0 was not swept.
+    ``(lo, hi)`` in shifts (input positions), None when 0 was not swept. ``axis`` holds
+    each spatial axis's metadata as ``(key, value)`` pairs (``dict(sw.axis[0])``).
     """
 
     shifts: tuple[Shift, ...]
@@ -101,7 +103,7 @@ class Sweep:
     tolerance: float
     engine: str
     engine_reason: str
-    axis: tuple[dict[str, Any], ...] | None
+    axis: tuple[AxisPairs, ...] | None
     train_range: tuple[float, float] | None
 
     @property
@@ -114,9 +116,13 @@ class Sweep:
         zero = (0, 0) if self.spatial_dims == 2 else 0
         return self.accuracy[self.shifts.index(zero)] if zero in self.shifts else None
 
+    def axis_meta(self, dim: int = 0) -> dict[str, Any] | None:
+        """Axis ``dim``'s metadata as a dict (name, unit, start, step), None without any."""
+        return dict(self.axis[dim]) if self.axis and dim < len(self.axis) else None
+
     def shift_units(self, s: Shift) -> float | tuple[float, float]:
         """A shift in input units (``s * step`` per axis: bins, Hz, pixels...)."""
-        steps = [float(a.get("step", 1.0)) for a in self.axis] if self.axis else [1.0, 1.0]
+        steps = [float(dict(a).get("step", 1.0)) for a in self.axis] if self.axis else [1.0, 1.0]
         if isinstance(s, tuple):
             return (s[0] * steps[0], s[1] * steps[-1])
         return s * steps[0]
@@ -168,6 +174,13 @@ class Sweep:
         from interp.plots.sweep import plot_sweep_per_class
 
         return plot_sweep_per_class(self, ax=ax)
+
+    def sentences(self) -> list[str]:
+        """What the sweep measured, in the words of the report's shifts section."""
+        from interp.reporting.captions import sweep_sentences
+
+        axis = [dict(a) for a in self.axis] if self.axis else None
+        return sweep_sentences(self.to_dict(), axis)
 
 
 def _run(keys: Sequence[int], ok: dict[int, bool]) -> tuple[int, int]:
@@ -263,6 +276,6 @@ def build_sweep(
         tolerance=tolerance,
         engine=engine,
         engine_reason=reason,
-        axis=tuple(dict(a) for a in axis) if axis is not None else None,
+        axis=tuple(tuple(dict(a).items()) for a in axis) if axis is not None else None,
         train_range=train,
     )
