@@ -25,8 +25,8 @@ from interp.plots._style import (
 )
 
 if TYPE_CHECKING:
-    from interp.sweep.per_layer import Equivariance
     from interp.sweep.core import Sweep
+    from interp.sweep.per_layer import Equivariance
 
 _FLOOR = 1e-9  # errors of exactly 0 are drawn here on the log scale
 

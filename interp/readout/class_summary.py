@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp.readout.footprints import Footprint
 from interp.geometry.core import Structure
+from interp.readout.footprints import Footprint
 
 TOP_KERNELS = 5
 

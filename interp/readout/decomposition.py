@@ -22,10 +22,10 @@ from interp._guard import inspecting
 from interp._util import model_device
 from interp._xcorr import xcorr_circular
 from interp.errors import InterpError
-from interp.readout.grid import Grid
-from interp.hooks import record
 from interp.geometry.core import Structure
 from interp.geometry.core import structure as _structure
+from interp.hooks import record
+from interp.readout.grid import Grid
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

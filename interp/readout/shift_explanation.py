@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from interp._util import json_float
-from interp.readout.decomposition import all_shift_scores, decompose
 from interp.errors import InterpError
-from interp.readout.grid import Grid, box_mask, deviation, mass_interval, pos, signal
 from interp.geometry.core import Structure
 from interp.geometry.core import structure as _structure
+from interp.readout.decomposition import all_shift_scores, decompose
+from interp.readout.grid import Grid, box_mask, deviation, mass_interval, pos, signal
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from interp.errors import InterpError
-from interp.shifts import Shift
 from interp.geometry.core import Structure
+from interp.shifts import Shift
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
