@@ -24,7 +24,7 @@ from interp.loading.examples import check_xy, class_names, examples
 from interp._util import DEFAULT_SAMPLES
 from interp._version import __version__
 from interp.errors import InterpError
-from interp.reporting import sections_arch, sections_data
+from interp.reporting import sections_arch, sections_data, sections_fix
 from interp.reporting.blocks import Section
 from interp.reporting.jsonio import SCHEMA, dumps, jsonable
 from interp.reporting.result import Report
@@ -96,6 +96,8 @@ def report(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = False,
+    fix: Any = None,
+    train: Any = None,
 ) -> Report:
     """Explain why ``model`` is or is not translation invariant, with every analysis.
 
@@ -111,6 +113,9 @@ def report(
         seed: seeds every random choice (local generators only).
         device: where the model's parameters are; data is moved there.
         progress: a progress bar on stderr.
+        fix: a ``FixResult`` from :func:`interp.fix`, or True to run it here (zoo recipe,
+            or ``train``): adds the "What each remedy does" section and the ``fix`` block.
+        train: ``(x, y)`` training tensors for ``fix=True`` on a model without a recipe.
 
     >>> rep = report(model, info)                 # doctest: +SKIP
     >>> rep.verdict["translation_invariant"]      # doctest: +SKIP
@@ -177,6 +182,8 @@ def report(
             bar.update(1)
     if bar is not None:
         bar.close()
+    if fix is not None and fix is not False:
+        _timed(ctx, "fix", lambda c: sections_fix.run_fix(c, fix, train))
     ctx.content["warnings"] = {k: list(dict.fromkeys(v)) for k, v in ctx.warnings.items()}
     ctx.content["verdict"] = verdict(ctx.content)
     t_render = time.perf_counter()
@@ -274,6 +281,7 @@ def _sections(ctx: Context) -> list[Section]:
         sections_data.explanation_section(ctx),
         sections_data.shifts_section(ctx),
         sections_data.attribution_section(ctx),
+        *([sections_fix.fix_section(ctx)] if "fix" in ctx.timings else []),
     ]
 
 
