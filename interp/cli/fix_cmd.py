@@ -10,14 +10,15 @@ from typing import Any
 
 import click
 
-from interp.cli._common import (
-    echo_json,
+from interp.cli._options import (
     json_option,
-    load_model,
+    model_argument,
     model_options,
-    model_path_argument,
+    out_option,
     quiet_option,
-    show_progress,
+    seed_option,
+    shift_mode_option,
+    shifts_option,
 )
 
 _DATA = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -64,7 +65,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 @click.command()
-@model_path_argument
+@model_argument
 @click.option(
     "--train-data",
     "train_path",
@@ -86,12 +87,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
     metavar="LIST",
     help="Remedies, comma separated: pool-head, augment, blur, or all.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+@out_option(
+    "Folder for the fixed models (<stem>-<remedy>.pt), fix.json and fix.png.",
     default=Path("fix"),
     show_default=True,
-    help="Folder for the fixed models (<stem>-<remedy>.pt), fix.json and fix.png.",
 )
 @click.option(
     "--epochs",
@@ -100,15 +99,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
     show_default=True,
     help="augment: epochs of whole-model fine-tuning after the head-only phase.",
 )
-@click.option("--shifts", metavar="SPEC", help="Shifts swept (as in `interp sweep`).")
-@click.option(
-    "--shift-mode",
-    type=click.Choice(["roll", "zero", "edge"]),
-    default="roll",
-    show_default=True,
-    help="How vacated positions are filled, in the sweeps and in augmentation.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds every random draw.")
+@shifts_option()
+@shift_mode_option("How vacated positions are filled, in the sweeps and in augmentation.")
+@seed_option
 @model_options
 @json_option
 @quiet_option
@@ -129,8 +122,13 @@ def fix(
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Apply the remedies to a copy of MODEL and compare their shift sweeps."""
-    from interp.loading import load_data
+    """Apply the remedies to a copy of MODEL and compare their shift sweeps.
+
+    \b
+    Example:
+      interp fix trained/seed_cnn.pt --strategy pool-head --out fix/
+    """
+    from interp.cli._common import echo_json, load_data_for, load_model, show_progress
     from interp.remedies import fix as run_fix
     from interp.remedies.core import parse_strategies
     from interp.reporting.jsonio import jsonable
@@ -138,15 +136,15 @@ def fix(
 
     names = parse_strategies(strategy)
     model, info, shape = load_model(
-        model_path, trust=trust, arch=arch, input_shape=input_shape, device=device
+        model_path, trust=trust, arch=arch, input_shape=input_shape, device=device, quiet=quiet
     )
     x_tr = y_tr = x_te = y_te = None
     train_classes = None
-    if train_path is not None:
-        train = load_data(train_path, model=model, input_shape=shape)
+    train = load_data_for(train_path, model, shape, quiet)
+    if train is not None:
         x_tr, y_tr, train_classes = train.x, train.y, train.classes
-    if data_path is not None:
-        test = load_data(data_path, model=model, input_shape=shape)
+    test = load_data_for(data_path, model, shape, quiet)
+    if test is not None:
         x_te, y_te = test.x, test.y
     shift_list = None
     if shifts:

@@ -105,6 +105,12 @@ class FixResult:
     def original_at_0(self) -> float | None:
         return self.original.unshifted_accuracy
 
+    @property
+    def recommended(self) -> str | None:
+        """Name of the cheapest remedy that holds accuracy (None if none does)."""
+        best = choose(self.remedies, self.original_at_0)
+        return best.name if best is not None else None
+
     def remedy(self, name: str) -> Remedy:
         for r in self.remedies:
             if r.name == name:
@@ -136,6 +142,7 @@ class FixResult:
             "original": _curve(self.original),
             "remedies": [r.to_dict() for r in self.remedies],
             "recommendation": self.recommendation,
+            "recommended": self.recommended,
             "sentences": self.sentences(),
         }
 
@@ -187,7 +194,7 @@ class FixResult:
         else:
             fig, one = figure_for(ax)
             panels = [(one, "accuracy")]
-        axis = self.original.axis[-1] if self.original.axis else None
+        axis = dict(self.original.axis[-1]) if self.original.axis else None
         models = [("original", self.original, "k")]
         models += [(r.name, r.sweep, class_colour(i)) for i, r in enumerate(self.remedies)]
         for panel, key in panels:
@@ -234,12 +241,12 @@ def _line(sw: Sweep, key: str) -> tuple[list[float], list[float]]:
 
 
 def _units(sw: Sweep, s: int, axis_index: int) -> float:
-    step = float(sw.axis[axis_index].get("step", 1.0)) if sw.axis else 1.0
+    step = float(dict(sw.axis[axis_index]).get("step", 1.0)) if sw.axis else 1.0
     return s * step
 
 
 def _unit(sw: Sweep) -> str:
-    return str(sw.axis[0].get("unit") or "bins") if sw.axis else "bins"
+    return str(dict(sw.axis[0]).get("unit") or "bins") if sw.axis else "bins"
 
 
 def _num(v: float) -> str:
@@ -265,6 +272,12 @@ def holds(r: Remedy, original_at_0: float | None) -> bool:
         r.accuracy_at_0 >= original_at_0 - HOLD_AT_ZERO
         and r.worst_accuracy >= original_at_0 - HOLD_SHIFTED
     )
+
+
+def choose(remedies: Sequence[Remedy], original_at_0: float | None) -> Remedy | None:
+    """The cheapest remedy (fewest seconds) that holds accuracy, or None."""
+    good = [r for r in remedies if holds(r, original_at_0)]
+    return min(good, key=lambda r: r.seconds) if good else None
 
 
 def recommend(remedies: Sequence[Remedy], original_at_0: float | None, where: str) -> str:
