@@ -7,6 +7,7 @@ full disk.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -19,9 +20,9 @@ import pytest
 import torch
 from torch import nn
 
+from interp import _write
+from interp._write import clean_stale, temp_name, write_tree
 from interp.errors import InterpError
-from interp.reporting import write as _write
-from interp.reporting.write import clean_stale, temp_name, write_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD = {"report.json": b'{"old": true}\n', "report.html": b"<p>old</p>",
@@ -87,23 +88,120 @@ def test_failure_mid_write_leaves_the_old_report(tmp_path, monkeypatch, error):
     assert _leftovers(tmp_path) == []
 
 
-def test_stale_temporaries_of_dead_runs_are_cleaned(tmp_path):
+def _dead_pid() -> int:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    pid = int(dead.stdout)
+    return int(dead.stdout)
+
+
+def test_stale_temporaries_of_dead_runs_are_cleaned(tmp_path):
+    pid = _dead_pid()
     stale_tmp = tmp_path / f".r.interp-tmp-{pid}-0123abcd"
     stale_old = tmp_path / f".gone.interp-old-{pid}-89abcdef"
     live = tmp_path / temp_name("r", "tmp")  # this process: still running, kept
     for d in (stale_tmp, stale_old, live):
         d.mkdir()
         (d / "report.json").write_bytes(b"{}")
+        (d / _write.MARKER).write_bytes(d.name.encode())  # as interp itself marks them
     unrelated = tmp_path / ".r.interp-tmp-notapid"
     unrelated.mkdir()
     cleaned = clean_stale(tmp_path)
     assert set(cleaned) == {stale_tmp, stale_old}
     assert not stale_tmp.exists() and not stale_old.exists()
-    assert (tmp_path / "gone" / "report.json").exists()  # an aside report whose target vanished
+    assert _tree(tmp_path / "gone") == {"report.json": b"{}"}  # put back, marker removed
     assert live.exists() and unrelated.exists()
+
+
+def test_look_alike_directories_without_interp_marker_are_never_touched(tmp_path):
+    # The issue's case: a user's data beside --out, named like a dead run's temporary.
+    pid = _dead_pid()
+    mine = tmp_path / f".r.interp-tmp-{pid}-0123abcd"
+    aside = tmp_path / f".data.interp-old-{pid}-89abcdef"
+    forged = tmp_path / f".s.interp-tmp-{pid}-0badf00d"
+    for d in (mine, aside, forged):
+        d.mkdir()
+        (d / "precious.csv").write_text("user data")
+    (forged / _write.MARKER).write_bytes(b"some other name")  # a marker for another dir
+    before = {d: _tree(d) for d in (mine, aside, forged)}
+    write_tree(tmp_path / "r", NEW)
+    assert clean_stale(tmp_path) == []
+    assert {d: _tree(d) for d in (mine, aside, forged)} == before
+    assert not (tmp_path / "data").exists()  # the look-alike was not renamed to 'data'
+
+
+def test_files_get_the_users_umask_not_0600(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_tree(tmp_path / "r", NEW)
+        _write.write_file(tmp_path / "maps.png", b"png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "maps.png").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "r" / "report.json").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "r").stat().st_mode & 0o777 == 0o750
+    assert _tree(tmp_path / "r") == NEW  # the marker never reaches the report
+
+
+def test_write_file_refuses_to_replace_without_force_and_replaces_with_it(tmp_path):
+    path = tmp_path / "maps.png"
+    _write.write_file(path, b"old")
+    with pytest.raises(InterpError, match=r"already exists; pass --force"):
+        _write.write_file(path, b"new")
+    assert path.read_bytes() == b"old"
+    _write.write_file(path, b"new", force=True)
+    assert path.read_bytes() == b"new" and _leftovers(tmp_path) == []
+    with pytest.raises(InterpError, match="is a directory"):
+        _write.write_file(tmp_path, b"x", force=True)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.EPERM])
+def test_read_only_targets_are_one_line_errors_naming_the_path(tmp_path, monkeypatch, code):
+    # Simulated (tests may run as root, which ignores mode bits): the OS refuses the create.
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(_write, "_write_file", refuse)
+    monkeypatch.setattr(_write.os, "access", lambda *a, **k: False)
+    ro = tmp_path / "ro"
+    for call in (lambda: _write.write_file(ro / "a.png", b"x"),
+                 lambda: write_tree(ro / "r", NEW),
+                 lambda: _write.check_writable(ro / "r")):  # fmt: skip
+        with pytest.raises(InterpError) as err:
+            call()
+        assert str(ro) in str(err.value) and "\n" not in str(err.value), err.value
+        assert "choose another location" in str(err.value), err.value
+    monkeypatch.undo()
+    assert _leftovers(ro) == []
+
+
+def test_a_disk_error_in_write_file_names_the_path_and_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "maps.png"
+    _write.write_file(path, b"old")
+
+    def full(p: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_write, "_write_file", full)
+    with pytest.raises(InterpError, match=r"maps\.png.*No space left.*free disk space"):
+        _write.write_file(path, b"new", force=True)
+    assert path.read_bytes() == b"old" and _leftovers(tmp_path) == []
+
+
+def test_check_writable_before_any_work(tmp_path):
+    write_tree(tmp_path / "r", OLD)
+    with pytest.raises(InterpError, match="already holds a report; pass --force"):
+        _write.check_writable(tmp_path / "r")
+    assert _write.check_writable(tmp_path / "r", force=True) == tmp_path / "r"
+    assert _write.check_writable(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # a check creates nothing
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InterpError, match="not a directory"):
+        _write.check_writable(tmp_path / "file")
+    with pytest.raises(InterpError, match="is not a directory"):
+        _write.check_writable(tmp_path / "file" / "sub")
+    with pytest.raises(InterpError, match="already exists"):
+        _write.check_writable(tmp_path / "file", directory=False)
+    _write.check_writable(tmp_path / "file", directory=False, force=True)
 
 
 # --- real interruptions in a subprocess ------------------------------------------------
@@ -168,7 +266,7 @@ def test_full_disk_leaves_the_old_report_and_no_temporaries(tmp_path, model_file
 SLOW_WRITE = """
 import sys, time
 sys.path.insert(0, {root!r})
-from interp.reporting import write as _write
+from interp import _write
 real = _write._write_file
 def slow(path, data):
     real(path, data)

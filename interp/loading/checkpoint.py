@@ -73,10 +73,24 @@ def check_known_meta(meta: Mapping[str, Any], label: str = "interp.save") -> Non
 
 
 def pack(model: nn.Module, meta: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Return the checkpoint dict for ``model`` (which is not modified)."""
-    arch = _arch.describe(model)
+    """Return the checkpoint dict for ``model`` (which is not modified).
+
+    A (nested) Sequential of torch.nn layers is stored as data (``arch``); any other
+    module whose classes are importable is stored as a pickled ``module`` (its
+    classes by import path), which loads only with trust.
+
+    Raises:
+        InterpError: a class cannot be imported by path (defined in ``__main__`` or
+            inside a function), or ``meta`` is not plain data.
+    """
     clean = plain_meta(dict(meta or {}))
     check_known_meta(clean)
+    try:
+        arch = _arch.describe(model)
+    except InterpError as err:
+        _check_importable(model, err)
+        return {"format": FORMAT, "module": model, "meta": clean,
+                "classes": sorted({_qualified(type(m)) for m in model.modules()})}  # fmt: skip
     return {
         "format": FORMAT,
         "arch": arch,
@@ -87,17 +101,50 @@ def pack(model: nn.Module, meta: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _check_importable(model: nn.Module, why: InterpError) -> None:
+    """Refuse classes that another process could not import by ``module.qualname``."""
+    import importlib
+
+    for cls in {type(m) for m in model.modules()}:
+        where = _qualified(cls)
+        found: Any = None
+        if cls.__module__ != "__main__" and "<locals>" not in cls.__qualname__:
+            try:
+                found = importlib.import_module(cls.__module__)
+                for part in cls.__qualname__.split("."):
+                    found = getattr(found, part)
+            except (ImportError, AttributeError):
+                found = None
+        if found is not cls:
+            raise InterpError(
+                f"cannot save {where}: it is not a Sequential of torch.nn layers ({why}), and "
+                "its class cannot be imported by path; define it in a .py module (not the "
+                "script you run or a function) so the checkpoint can name it"
+            )
+
+
 def is_checkpoint(obj: Any) -> bool:
     return isinstance(obj, Mapping) and obj.get("format") == FORMAT
 
 
-def unpack(obj: Mapping[str, Any], label: str) -> tuple[nn.Sequential, dict[str, Any]]:
+def unpack(obj: Mapping[str, Any], label: str) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model and return it with its meta.
 
     Raises:
         InterpError: the arch, state dict or meta of the file ``label`` is malformed.
     """
     fix = "re-save it with interp.save(model, path)"
+    if "module" in obj:  # an importable custom module: only reachable with trust
+        module, meta = obj["module"], obj.get("meta", {})
+        if not isinstance(module, nn.Module) or not isinstance(meta, Mapping):
+            raise InterpError(f"{label} has a malformed module entry; {fix}")
+        meta = plain_meta(meta)
+        check_known_meta(meta, label)
+        return module, meta
     try:
         model = _arch.build(obj.get("arch"))
     except InterpError as err:

@@ -15,8 +15,8 @@ because an attacker controls that failure. See docs/SECURITY.md.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._write import write_file
 from interp.errors import InterpError
 from interp.loading import budget as _budget
 from interp.loading import checkpoint as _checkpoint
@@ -77,8 +78,8 @@ class ModelInfo:
         }
 
 
-def save(model: nn.Module, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None
-         ) -> None:  # fmt: skip
+def save(model: nn.Module, path: str | os.PathLike[str], *, meta: Mapping[str, Any] | None = None,
+         force: bool = True) -> None:  # fmt: skip
     """Write ``model`` as an interp checkpoint that loads without trusting the file.
 
     The model must be a (nested) ``nn.Sequential`` of torch.nn layers; its
@@ -90,6 +91,9 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, meta: Mapping[str, A
         path: destination file.
         meta: JSON-like metadata: ``classes``, ``input_shape`` (no batch axis),
             ``axis``, ``recipe``, ``training``, ``name``, or anything else plain.
+        force: replace an existing file (the default, like ``torch.save``); False
+            refuses instead. Written through interp's one writer: atomic, with the
+            user's umask, nothing else touched.
 
     Raises:
         InterpError: a layer is not a torch.nn layer, or ``meta`` is not plain data.
@@ -99,21 +103,9 @@ def save(model: nn.Module, path: str | os.PathLike[str], *, meta: Mapping[str, A
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
     payload = _checkpoint.pack(model, meta)
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes the file private (0600); give it the mode open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_file(path, buffer.getvalue(), force=force, what="the checkpoint")
 
 
 def load(

@@ -276,6 +276,15 @@ def _labels(arrays: Mapping[str, Any], label: str, n: int, notes: list[str]) -> 
         notes.append(f"converted labels from {dtype} to int64")
     elif y.dtype == torch.bool:
         notes.append("converted labels from bool to int64")
+    elif y.dtype == torch.uint64:  # int64 would wrap the largest values round to negative ones
+        flat = y.numpy().reshape(-1)
+        big = np.flatnonzero(flat >= 2**62)
+        if len(big):
+            rows = ", ".join(f"{int(i)} ({int(flat[i])})" for i in big[:_SHOW])
+            raise InterpError(
+                f"data file {label}: `y` holds labels too large to be class indices (rows "
+                f"{rows}); labels are class indices 0..K-1"
+            )
     y = y.to(torch.int64)
     return y.contiguous()
 

@@ -7,8 +7,12 @@ controls that failure (see docs/SECURITY.md).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import pickle
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -49,12 +53,15 @@ def load_pickle(data: bytes, label: str, kind: str, *, trust: bool, budget: Budg
                 f"{label} can run code when loaded: its pickle names {shown}; "
                 f"{TRUST_FIX}, or re-save it with interp.save or as a state dict"
             )
-        if kind == "pickle":  # a plain pickle.dump, not torch.save: pickle is the loader
-            try:
-                return pickle.loads(data)
-            except Exception as err:
-                raise InterpError(f"{label} could not be unpickled ({one_line(err)})") from None
-        return torch_load(data, label, weights_only=False)
+        with _cwd_importable():
+            if kind == "pickle":  # a plain pickle.dump, not torch.save: pickle is the loader
+                try:
+                    return pickle.loads(data)
+                except (ImportError, AttributeError) as err:
+                    raise _import_error(err, label) from None
+                except Exception as err:
+                    raise InterpError(f"{label} could not be unpickled ({one_line(err)})") from None
+            return torch_load(data, label, weights_only=False)
     if kind == "pickle":
         raise InterpError(
             f"{label} is a plain Python pickle, not a torch.save file; save the model with "
@@ -74,6 +81,10 @@ def torch_load(data: bytes, label: str, *, weights_only: bool) -> Any:
             f"{label} needs more memory than is available to load; free memory, or lower "
             "--max-memory so that interp refuses such files before allocating"
         ) from None
+    except (ImportError, AttributeError) as err:
+        if weights_only:
+            raise InterpError(f"{label} is truncated or corrupt; save the model again") from None
+        raise _import_error(err, label) from None
     except pickle.UnpicklingError as err:
         if weights_only:
             raise InterpError(
@@ -83,6 +94,40 @@ def torch_load(data: bytes, label: str, *, weights_only: bool) -> Any:
         raise InterpError(f"{label} is truncated or corrupt; save the model again") from None
     except Exception:  # any failure reading untrusted bytes means a damaged file
         raise InterpError(f"{label} is truncated or corrupt; save the model again") from None
+
+
+@contextlib.contextmanager
+def _cwd_importable() -> Iterator[None]:
+    """Put the working directory on ``sys.path`` for a trusted load only, as ``python`` would.
+
+    The ``interp`` console script does not have it there, so a model class defined
+    in ``./mynet.py`` would not be found; it is removed again afterwards.
+    """
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def _import_error(err: Exception, label: str) -> InterpError:
+    """A trusted load whose classes cannot be imported: name the module and the fix."""
+    name = getattr(err, "name", None)
+    if isinstance(err, ModuleNotFoundError) and name:
+        return InterpError(
+            f"{label} needs the Python module {name!r}, which cannot be imported "
+            f"({one_line(err)}); run interp from the folder that holds {name.split('.')[0]}.py "
+            "or its package, install it, or add its folder to PYTHONPATH"
+        )
+    return InterpError(
+        f"{label} names a class that cannot be imported ({one_line(err)}); make the module "
+        "that defines it importable (run from its folder, install it, or set PYTHONPATH) "
+        "with the same class names as when it was saved"
+    )
 
 
 def _unpickler_reason(err: Exception) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from torch import nn
 
+from interp._write import write_file
 from interp.zoo.acceptance import Result, check
 from interp.zoo.evaluate import shift_accuracy
 from interp.zoo.models import NAMES, get
@@ -226,11 +226,7 @@ def write(directory: str | os.PathLike[str] = "trained", *, n: int = 256,
     folder = Path(directory)
     text = render(folder, n=n, progress=progress)
     target = folder / "README.md"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".README.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600
-    os.replace(tmp, target)
+    write_file(target, text.encode("utf-8"), force=True, what="the model cards")
     return target
 
 

@@ -138,18 +138,32 @@ class _Custom(nn.Module):
         return x
 
 
-@pytest.mark.parametrize(
-    ("model", "words"),
-    [
-        (nn.Sequential(nn.Conv1d(1, 2, 3), _Custom()), r"layer '1' \(_Custom\)"),
-        (nn.Sequential(nn.Sequential(_MyConv(1, 2, 3))), r"layer '0.0' \(_MyConv\)"),
-        (_Custom(), "needs an nn.Sequential"),
-        (nn.Sequential(nn.TransformerEncoderLayer(4, 1)), "TransformerEncoderLayer"),
-    ],
-)
-def test_save_refuses_layers_outside_torch_nn_naming_them(tmp_path: Path, model, words):
-    with pytest.raises(interp.InterpError, match=words):
-        save(model, tmp_path / "m.pt")
+def test_save_stores_importable_custom_modules_that_load_only_with_trust(tmp_path: Path):
+    from _files import Wrapped
+
+    x = torch.randn(2, 1, LENGTH)
+    for model, name in [(Wrapped().eval(), "_files.Wrapped"),
+                        (nn.Sequential(nn.TransformerEncoderLayer(LENGTH, 1)).eval(),
+                         "TransformerEncoderLayer")]:  # fmt: skip
+        path = tmp_path / "m.pt"
+        save(model, path, meta={"classes": ["a", "b"]})
+        with pytest.raises(interp.InterpError, match=rf"can run code.*{name}.*--trust"):
+            load(path)
+        loaded, info = load(path, trust=True)
+        assert type(loaded) is type(model) and info.format == "interp-checkpoint"
+        assert info.classes == ("a", "b")
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+
+
+def test_save_refuses_classes_that_cannot_be_imported_by_path(tmp_path: Path):
+    class Local(nn.Module):  # defined in a function: no import path
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    for model in (Local(), nn.Sequential(nn.Conv1d(1, 2, 3), Local())):
+        with pytest.raises(interp.InterpError, match=r"Local.*cannot be imported by path"):
+            save(model, tmp_path / "m.pt")
     assert list(tmp_path.iterdir()) == []
 
 
