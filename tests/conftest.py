@@ -94,6 +94,7 @@ def no_hooks_left(model: nn.Module) -> bool:
 DECLARED_SKIPS = (
     "chromium is not available",
     "needs a CUDA device",
+    "ray is not installed",
 )
 _outcomes: dict[str, list[str]] = {"ran": [], "declared": [], "undeclared": []}
 

@@ -172,9 +172,9 @@ def attribute(
 
 def attribution_across_shifts(
     model: nn.Module,
-    x: torch.Tensor,
-    target: Any,
-    shifts: Sequence[Any],
+    x: Any,
+    target: Any = None,
+    shifts: Sequence[Any] | None = None,
     *,
     method: str = "integrated_gradients",
     mode: str = "roll",
@@ -186,8 +186,11 @@ def attribution_across_shifts(
 
     Args:
         model: a classifier returning (N, K) logits; left unchanged.
-        x: (N, C, L) or (N, C, H, W) samples; not modified.
-        target: class per sample (usually the true label); None: the prediction on ``x``.
+        x: (N, C, L) or (N, C, H, W) samples; not modified. Or any data form of
+            :func:`interp.shift_sweep` (a Dataset, a DataLoader, an iterable of
+            batches), read into memory: pass the few samples to explain.
+        target: class per sample (usually the true label); None: the prediction on ``x``,
+            or, for a data form, its labels.
         shifts: ints (1D) or ``(dy, dx)`` (2D); positive moves content to higher indices.
             The unshifted map is always computed as the reference.
         method: a key of :data:`METHODS`.
@@ -203,6 +206,13 @@ def attribution_across_shifts(
     >>> cmp.maps.shape, cmp.pearson.shape                                     # doctest: +SKIP
     (torch.Size([2, 3, 1, 8192]), torch.Size([2, 3]))
     """
+    if shifts is None:
+        raise TypeError("`shifts` is missing; pass the shifts to compare, e.g. [-4, 0, 4]")
+    if not isinstance(x, torch.Tensor):  # a data source: its samples, and its labels
+        from interp._batches import as_source
+
+        x, labels = as_source(x, name="x").tensors()
+        target = labels if target is None else target
     spec = get_method(method)
     check_mode(mode)
     x0 = check_inputs(model, x)

@@ -199,7 +199,7 @@ def connectivity(
     model: nn.Module,
     structure: Structure | None = None,
     *,
-    x: torch.Tensor | None = None,
+    x: Any = None,
     y: torch.Tensor | None = None,
     batch_size: int = 256,
     axis: Any = None,
@@ -211,7 +211,8 @@ def connectivity(
         model: the classifier; left unchanged.
         structure: ``interp.structure(model, ...)``; computed when None.
         x, y: optional data (e.g. the training distribution) for the footprint,
-            streamed ``batch_size`` samples at a time.
+            streamed ``batch_size`` samples at a time; or ``x`` alone, any data form
+            of :func:`interp.shift_sweep` (a Dataset, a DataLoader, batches).
         axis: checkpoint ``axis`` metadata (name, unit, start, step), for units.
         classes: class names (default '0', '1', ...).
 
@@ -222,16 +223,21 @@ def connectivity(
     >>> conn.weight.shape, conn.per_class[0].mass_inside   # doctest: +SKIP
     (torch.Size([4, 64, 4026]), 0.81)
     """
-    if (x is None) != (y is None):
+    if (isinstance(x, torch.Tensor) or x is None) and (x is None) != (y is None):
         raise ValueError("pass both `x` and `y` (data and labels) or neither")
-    geo = (
-        structure if structure is not None else _structure(model, x[:1] if x is not None else None)
-    )
+    if x is not None and not isinstance(x, torch.Tensor):  # a data source: one first batch
+        from interp._batches import as_source, peek
+
+        first, x = peek(as_source(x, y))
+        example = first[0][:1] if first is not None else None
+    else:
+        example = x[:1] if x is not None else None
+    geo = structure if structure is not None else _structure(model, example)
     weight, bias = head_weights(model, geo)
     grid = Grid.of(geo, axis)
     names = class_names(classes, int(weight.shape[0]))
     fp = None
-    if x is not None and y is not None:
+    if x is not None:
         fp = footprint(model, x, y, geo, batch_size=batch_size, classes=names, axis=axis)
     assert geo.head.linear is not None and geo.head.reads is not None
     fan_in = dict(model.named_modules())[geo.head.linear].in_features

@@ -46,6 +46,7 @@ from interp.readout.grid import (
     pos,
     signal,
 )
+from interp.errors import InterpError
 from interp.hooks import record
 from interp.geometry.core import Structure
 from interp.geometry.core import structure as _structure
@@ -125,8 +126,8 @@ class Footprint:
 
 def footprint(
     model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    x: Any,
+    y: torch.Tensor | None = None,
     structure: Structure | None = None,
     *,
     batch_size: int = 256,
@@ -140,7 +141,9 @@ def footprint(
 
     Args:
         model: the classifier; left unchanged (run in eval mode inside ``inspecting``).
-        x: (N, C, L) or (N, C, H, W) inputs, e.g. the recipe's training distribution.
+        x: (N, C, L) or (N, C, H, W) inputs, e.g. the recipe's training distribution;
+            or, without ``y``, any data form of :func:`interp.shift_sweep` (a Dataset,
+            a DataLoader, an iterable of batches), streamed in one pass.
         y: (N,) integer labels.
         structure: ``interp.structure(model, x)``; computed when None.
         batch_size: samples per forward pass.
@@ -156,6 +159,8 @@ def footprint(
     """
     if batch_size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
+    if not isinstance(x, torch.Tensor):
+        return _streamed(model, x, y, structure, classes, axis)
     geo = structure if structure is not None else _structure(model, x[:1])
     check_data(x, y, geo)
     grid = Grid.of(geo, axis)
@@ -178,6 +183,42 @@ def footprint(
                 means.append(rec[reads].float())  # (C, *P)
     mean = torch.stack(means)  # (K, C, *P)
     return _from_mean(mean, tuple(counts), names, grid)
+
+
+def _streamed(
+    model: nn.Module, data: Any, y: Any, structure: Structure | None,
+    classes: Sequence[str] | None, axis: Any,
+) -> Footprint:  # fmt: skip
+    """:func:`footprint` over any data form in one pass: float64 sums per class."""
+    from interp._batches import as_source, peek
+
+    first, source = peek(as_source(data, y))
+    if first is None:
+        raise InterpError("`data` holds no samples; pass at least one")
+    geo = structure if structure is not None else _structure(model, first[0][:1])
+    grid = Grid.of(geo, axis)
+    assert geo.head.reads is not None and geo.head.channels is not None
+    k_total = geo.num_classes or 0
+    names = class_names(classes, k_total)
+    reads = geo.head.reads
+    sums = torch.zeros(k_total, geo.head.channels, *grid.positions, dtype=torch.float64)
+    counts = torch.zeros(k_total, dtype=torch.long)
+    device = model_device(model)
+    with inspecting(model), torch.no_grad():
+        for xb, yb in source.batches():  # (B, C, *L), (B,)
+            check_data(xb, yb, geo)
+            if len(yb) and (int(yb.min()) < 0 or int(yb.max()) >= k_total):
+                raise InterpError(
+                    f"`data` has labels {int(yb.min())}..{int(yb.max())} but the model has "
+                    f"{k_total} classes; labels must be class indices 0..{k_total - 1}"
+                )
+            with record(model, [reads]) as rec:
+                model(xb.to(device))
+            sums.index_add_(0, yb.cpu(), rec[reads].to(torch.float64).cpu())  # (K, C, *P)
+            counts += torch.bincount(yb.cpu(), minlength=k_total)
+    shape = (-1,) + (1,) * (sums.dim() - 1)
+    mean = (sums / counts.clamp(min=1).view(shape)).float()  # (K, C, *P)
+    return _from_mean(mean, tuple(int(c) for c in counts), names, grid)
 
 
 def _from_mean(

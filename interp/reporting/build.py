@@ -51,6 +51,7 @@ class Context:
     progress: bool
     geo: Any = None
     train_range: Any = None
+    executor: Any = None  # where the sweep runs (RayExecutor); None: this process
     results: dict[str, Any] = field(default_factory=dict)  # analysis objects, by section
     notes: dict[str, str] = field(default_factory=dict)  # why a section is missing
     warnings: dict[str, list[str]] = field(default_factory=dict)  # by section
@@ -98,14 +99,17 @@ def report(
     progress: bool = False,
     fix: Any = None,
     train: Any = None,
+    executor: Any = None,
 ) -> Report:
     """Explain why ``model`` is or is not translation invariant, with every analysis.
 
     Args:
         model: the classifier; left unchanged (see DESIGN.md, Promises).
         info: the ``ModelInfo`` from :func:`interp.load` (file identity, axis, recipe).
-        data: ``(x, y)`` tensors or a ``Dataset``; None uses the zoo recipe if the
-            model has one, else the report covers structure and connectivity only.
+        data: ``(x, y)`` tensors, an interp ``Dataset``, or any data form of
+            :func:`interp.shift_sweep` (a torch Dataset, a DataLoader, batches: the
+            ``samples`` examples are picked from it as from tensors); None uses the zoo
+            recipe if the model has one, else structure and connectivity only.
         shifts: a spec such as ``"-3000:3000:250"`` or a list; None sweeps the full range.
         mode: ``roll``, ``zero`` or ``edge``.
         method: attribution method name (``interp.METHODS``).
@@ -116,6 +120,7 @@ def report(
         fix: a ``FixResult`` from :func:`interp.fix`, or True to run it here (zoo recipe,
             or ``train``): adds the "What each remedy does" section and the ``fix`` block.
         train: ``(x, y)`` training tensors for ``fix=True`` on a model without a recipe.
+        executor: where the sweep section runs, e.g. ``RayExecutor()``; None: here.
 
     >>> rep = report(model, info)                 # doctest: +SKIP
     >>> rep.verdict["translation_invariant"]      # doctest: +SKIP
@@ -133,7 +138,7 @@ def report(
         )
     _check_options(mode, method)
     start = time.perf_counter()
-    x, y, data_entry = examples(info, data, samples, seed)
+    x, y, data_entry = examples(info, _picked(data, samples, seed), samples, seed)
     if x is not None and y is not None:
         check_xy(x, y, getattr(info, "input_shape", None))
         x, y = x.to(device), y.to(device)
@@ -164,6 +169,7 @@ def report(
     )
     recipe = getattr(info, "recipe", None)
     ctx.train_range = getattr(recipe, "train_shift_range", None)
+    ctx.executor = executor
     ctx.timings["structure"] = round(time.perf_counter() - start, 3)
     ctx.content = _header(ctx, info, data_entry, spec, samples, device)
     steps = [
@@ -199,6 +205,29 @@ def report(
     subtitle = f"{getattr(info, 'path', None) or 'in-memory model'} · interp {__version__}"
     return Report(f"Is {name} translation invariant?", subtitle, tuple(sections),
                   dumps(jsonable(ctx.content)))  # fmt: skip
+
+
+def _picked(data: Any, samples: int, seed: int) -> Any:
+    """A data source (Dataset, DataLoader, batches) -> the examples :func:`examples`
+    would pick from the same samples as tensors; tensors and None pass through."""
+    if data is None or (isinstance(data, (tuple, list)) and len(data) == 2) or (
+        hasattr(data, "x") and hasattr(data, "y")
+    ):
+        return data
+    from interp._batches import as_source
+    from interp.loading.examples import Examples
+
+    source = as_source(data)
+    classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None),
+                                                        "classes", None)  # fmt: skip
+    if not (source.indexable and source.n is not None and source.n > samples):
+        x, y = source.tensors()
+        return Examples(x, y, None, classes)
+    gen = torch.Generator().manual_seed(seed)  # the draw of examples() on tensors
+    index = torch.randperm(source.n, generator=gen)[:samples].sort().values
+    x, y = source.rows(index)
+    pick = f"{samples} of {source.n} examples, chosen at random with seed {seed}"
+    return Examples(x, y, None, classes, {"selection": pick})
 
 
 def _check_options(mode: str, method: str) -> None:

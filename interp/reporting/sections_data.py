@@ -150,7 +150,8 @@ def run_sweep(ctx: Context) -> None:
 
     sw = _run(ctx, "shifts", lambda: fn(
         ctx.model, ctx.x, ctx.y, ctx.shifts, mode=ctx.mode, structure=ctx.geo, axis=ctx.axis,
-        train_range=ctx.train_range, classes=ctx.classes, progress=ctx.progress))  # fmt: skip
+        train_range=ctx.train_range, classes=ctx.classes, progress=ctx.progress,
+        executor=ctx.executor))  # fmt: skip
     if sw is not None:
         ctx.results["shifts"] = sw
         ctx.content["sweep"] = sw.to_dict()

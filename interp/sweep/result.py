@@ -18,6 +18,7 @@ import torch
 
 from interp.errors import InterpError
 from interp.shifts import Shift
+from interp.sweep.stats import SweepStats
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -25,55 +26,6 @@ if TYPE_CHECKING:
 TrainRange = int | tuple[float, float]
 AxisPairs = tuple[tuple[str, Any], ...]  # one axis's metadata (name, unit, start, step) as pairs
 _EPS = 1e-12  # accuracies are ratios of counts: compare with this slack
-
-
-def top1(logits: torch.Tensor) -> torch.Tensor:
-    """Predicted class (B, S) of logits (B, S, K); ties go to the lowest class index.
-
-    Logits within 1e-9 of a sample's largest |logit| count as tied: that never merges
-    two distinct float32 values, and makes the exact fast engine (float64 FFTs, noise
-    ~1e-16) and brute force agree on exact ties, as ``torch.argmax`` breaks them.
-    """
-    scale = logits.abs().amax((-2, -1), keepdim=True)  # (B, 1, 1)
-    top = logits.amax(-1, keepdim=True)  # (B, S, 1)
-    return (logits >= top - 1e-9 * scale).to(torch.uint8).argmax(-1)
-
-
-def accumulate(acc: dict[str, Any] | None, logits: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    """Add one batch's counts and sums: logits (B, S, K), y (B,)."""
-    b, s, k = logits.shape
-    y = y.to(torch.long).cpu()
-    bad = ((y < 0) | (y >= k)).nonzero()
-    if bad.numel():
-        i = int(bad[0, 0])
-        raise InterpError(
-            f"`y` has label {int(y[i])} at row {i} of a batch, but the model has "
-            f"{k} classes (0..{k - 1}); fix the labels"
-        )
-    if acc is None:
-        acc = {
-            "n": 0,
-            "correct": torch.zeros(k, s, dtype=torch.long),
-            "prob": torch.zeros(k, s, dtype=torch.float64),
-            "count": torch.zeros(k, dtype=torch.long),
-            "confusion": torch.zeros(s, k, k, dtype=torch.long),
-            "agree": 0,
-        }
-    prob = torch.softmax(logits.to(torch.float64), -1)  # (B, S, K)
-    pred = top1(logits)  # (B, S)
-    true_prob = prob.gather(-1, y[:, None, None].expand(b, s, 1))[..., 0]  # (B, S)
-    onehot = torch.nn.functional.one_hot(y, k)  # (B, K)
-    acc["n"] += b
-    acc["count"] += onehot.sum(0)
-    acc["correct"] += onehot.T @ (pred == y[:, None]).long()  # (K, S)
-    acc["prob"] += onehot.T.to(torch.float64) @ true_prob
-    # confusion[s, true, predicted]
-    flat = torch.arange(s)[None, :] * k * k + y[:, None] * k + pred  # (B, S)
-    acc["confusion"] += torch.bincount(flat.reshape(-1), minlength=s * k * k).view(s, k, k)
-    if s > 1:
-        c = torch.nn.functional.one_hot(pred, k).sum(1)  # (B, K): shifts predicted as k
-        acc["agree"] += int((c * (c - 1)).sum())  # ordered pairs of shifts that agree
-    return acc
 
 
 @dataclass(frozen=True)
@@ -223,7 +175,7 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> tuple[float | None, ...]:
 
 
 def build_sweep(
-    acc: dict[str, Any],
+    acc: SweepStats,
     shifts: list[Shift],
     *,
     mode: str,
@@ -234,11 +186,11 @@ def build_sweep(
     axis: Sequence[dict[str, Any]] | None,
     train_range: TrainRange | None,
 ) -> Sweep:
-    """Turn the sums of :func:`accumulate` into a :class:`Sweep`."""
-    n, k = acc["n"], acc["count"].shape[0]
+    """Turn the sums of a :class:`~interp.sweep.stats.SweepStats` into a :class:`Sweep`."""
+    n, k = acc.n, acc.count.shape[0]
     s_total = len(shifts)
     tolerance = float(tolerance)
-    accuracy = tuple(float(v) / n for v in acc["correct"].sum(0))
+    accuracy = tuple(float(v) / n for v in acc.correct.sum(0))
     names = tuple(str(c) for c in classes) if classes is not None else tuple(map(str, range(k)))
     if len(names) != k:
         raise InterpError(
@@ -253,7 +205,7 @@ def build_sweep(
         train = (-float(train_range), float(train_range))
     elif train_range is not None:
         train = (float(train_range[0]), float(train_range[1]))
-    count = acc["count"]
+    count = acc.count
     return Sweep(
         shifts=tuple(shifts),
         mode=mode,
@@ -261,17 +213,17 @@ def build_sweep(
         classes=names,
         class_counts=tuple(int(c) for c in count),
         accuracy=accuracy,
-        mean_true_probability=tuple(float(v) / n for v in acc["prob"].sum(0)),
+        mean_true_probability=tuple(float(v) / n for v in acc.prob.sum(0)),
         per_class_accuracy=tuple(
-            _ratio(acc["correct"][c], count[c].expand(s_total)) for c in range(k)
+            _ratio(acc.correct[c], count[c].expand(s_total)) for c in range(k)
         ),
         per_class_true_probability=tuple(
-            _ratio(acc["prob"][c], count[c].expand(s_total)) for c in range(k)
+            _ratio(acc.prob[c], count[c].expand(s_total)) for c in range(k)
         ),
         confusion=tuple(
-            tuple(tuple(int(v) for v in row) for row in m) for m in acc["confusion"].tolist()
+            tuple(tuple(int(v) for v in row) for row in m) for m in acc.confusion.tolist()
         ),
-        consistency=acc["agree"] / (n * s_total * (s_total - 1)) if s_total > 1 else None,
+        consistency=acc.agree / (n * s_total * (s_total - 1)) if s_total > 1 else None,
         invariance_range=invariance_range(shifts, accuracy, tolerance),
         tolerance=tolerance,
         engine=engine,
