@@ -193,3 +193,25 @@ def test_jupyter_shows_figures_and_the_report():
     assert "translation invariant?" in data["text/html"]
     with pytest.raises(interp.InterpError, match="no shift sweep"):
         rep.plot()
+
+
+def test_2d_results_plot_into_one_given_ax():
+    """2D figures have a panel per class without ``ax``; with one, they draw into it."""
+    model = _seeded(nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(3 * 6 * 6, 4)), 2)  # fmt: skip
+    x = torch.rand(8, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    y = model(x).argmax(1)
+    geo = interp.structure(model, x[:1])
+    conn = interp.connectivity(model, geo, x=x, y=y)
+    results = [
+        conn, conn.footprint, interp.decompose(model, x[:2], geo),
+        interp.shift_sweep(model, x, y, [(0, 0), (2, 0), (0, 2), (2, 2)], structure=geo),
+        interp.explain_shift(model, x[:1], int(y[0]), (2, 2), structure=geo, connectivity=conn),
+    ]  # fmt: skip
+    for result in results:
+        json.dumps(result.to_dict(), allow_nan=False)
+        mine = Figure()
+        ax = mine.subplots()
+        assert result.plot(ax=ax) is mine and ax.get_images(), type(result).__name__
+        assert isinstance(result.plot(), Figure) and result.sentences()

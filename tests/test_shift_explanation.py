@@ -129,5 +129,4 @@ def test_figures_have_unit_axes_and_honour_ax(positional_1d, pooled_1d, position
     assert isinstance(pooled.plot(), Figure) and isinstance(pooled.plot_weights(0), Figure)
     conn2 = connectivity(positional_2d, x=torch.rand(4, 1, 12, 12), y=torch.arange(4))
     assert isinstance(conn2.plot(), Figure) and isinstance(conn2.plot_weights(0), Figure)
-    with pytest.raises(ValueError, match="without `ax`"):
-        conn2.plot(ax=axes[0, 0])
+    assert conn2.plot(ax=axes[0, 0]) is fig  # one panel: |weight| over all classes

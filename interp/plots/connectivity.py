@@ -160,12 +160,19 @@ def plot_weight_map(conn: Connectivity, cls: int = 0, *, ax: Axes | None = None)
 def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
     """Each class's weights summed over kernels, signed (and absolute), footprints shaded.
 
-    With ``ax`` only the signed profiles are drawn (1D). 2D: one |weight| map per class.
+    With ``ax`` only the signed profiles are drawn (1D). 2D: one |weight| map per class;
+    with ``ax``, one map of |weight| summed over classes, each class's footprint outlined.
     """
     g = conn.grid
+    if g.dims == 2 and ax is not None:
+        fig, ax = figure_for(ax)
+        image(ax, g, conn.profile_abs.sum(0), ACTIVATION_CMAP, signed=False)
+        for k, c in enumerate(conn.per_class):
+            if c.footprint is not None:
+                box(ax, g, c.footprint[0], c.footprint[1], class_colour(k))
+        ax.set_title("all classes: sum |weight| (footprints outlined)")
+        return fig
     if g.dims == 2:
-        if ax is not None:
-            raise ValueError("2D profiles need one panel per class; call without `ax`")
         fig, axes = new_figure(1, len(conn.classes), width=3.4 * len(conn.classes), height=3.2)
         for k, a in enumerate(axes[0]):
             image(a, g, conn.profile_abs[k], ACTIVATION_CMAP, signed=False)
@@ -242,11 +249,20 @@ def plot_kernels(conn: Connectivity, cls: int = 0, top: int = 4) -> Figure:
 
 
 def plot_footprint(fp: Footprint, *, ax: Axes | None = None) -> Figure:
-    """Each class's above-background activation profile and its footprint interval."""
+    """Each class's above-background activation profile and its footprint interval (2D: one
+    map per class; with ``ax``, every class's footprint box on the summed profile)."""
     g = fp.grid
+    if g.dims == 2 and ax is not None:
+        fig, ax = figure_for(ax)
+        peaks = fp.profile.flatten(1).amax(1).clamp(min=1e-30)  # (K,)
+        image(ax, g, (fp.profile / peaks[:, None, None]).sum(0), ACTIVATION_CMAP, signed=False)
+        for k in range(len(fp.classes)):
+            lo, hi = fp.lo[k], fp.hi[k]
+            if lo is not None and hi is not None:
+                box(ax, g, lo, hi, class_colour(k))
+        ax.set_title("training footprints (profiles / peak, summed over classes)")
+        return fig
     if g.dims == 2:
-        if ax is not None:
-            raise ValueError("2D footprints need one panel per class; call without `ax`")
         fig, axes = new_figure(1, len(fp.classes), width=3.4 * len(fp.classes), height=3.2)
         for k, a in enumerate(axes[0]):
             image(a, g, fp.profile[k], ACTIVATION_CMAP, signed=False)
