@@ -1,6 +1,7 @@
 """Property: on any bytes, the loaders raise only InterpError, write nothing, and finish.
 
 Seeds are valid files of every kind the loaders read; cases are random bytes,
+random metadata, pickles calling torch's allowlisted globals with random arguments,
 truncations, and byte mutations of them. The default run (3,000 cases)
 takes well under a minute; set ``INTERP_FUZZ_EXAMPLES`` (cases per test, default
 1000) for a longer run, as docs/SECURITY.md describes.
@@ -12,6 +13,7 @@ import io
 import os
 import tempfile
 import warnings
+import zipfile
 from functools import cache
 from pathlib import Path
 
@@ -120,3 +122,108 @@ def test_seeds_are_valid() -> None:
                 arch = None if kind in ("checkpoint", "pickle") else make_tiny
                 assert isinstance(load(path, arch=arch)[0], torch.nn.Module)
     assert io.BytesIO(s["npz"]).read(2) == b"PK"
+
+
+# --- metadata -----------------------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@st.composite
+def metadata(draw: st.DrawFn) -> dict:
+    """Random values under the keys interp reads, sometimes shaped almost right."""
+    from interp.zoo.datasets import GENERATORS
+
+    meta: dict = {}
+    for key in draw(st.sets(st.sampled_from(["input_shape", "classes", "axis", "recipe"]))):
+        meta[key] = draw(_JSON)
+    if draw(st.booleans()):
+        generator = draw(st.sampled_from(sorted(GENERATORS)))
+        keys = sorted(GENERATORS[generator].DEFAULTS)
+        params = {k: draw(_JSON) for k in draw(st.sets(st.sampled_from(keys), max_size=3))}
+        meta["recipe"] = {"generator": generator, "params": params, "seed": draw(_JSON)}
+    if draw(st.booleans()):
+        meta["input_shape"] = draw(st.lists(st.integers(-3, 2**40), max_size=4))
+    return meta
+
+
+def _checkpoint_with(meta: dict) -> bytes:
+    from interp.loading import checkpoint
+
+    payload = checkpoint.pack(tiny(), {})
+    payload["meta"] = meta
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 5, 20))
+@given(metadata())
+def test_random_metadata(meta: dict) -> None:
+    _only_interp_errors(_checkpoint_with(meta))
+
+
+# --- pickles built from torch's allowlisted globals -----------------------------------
+
+_ALLOWED = ["builtins.bytearray", "builtins.set", "builtins.complex", "collections.OrderedDict",
+            "collections.Counter", "torch.Size", "_codecs.encode", "torch.device",
+            "torch.FloatStorage", "torch.FloatTensor", "torch.storage.UntypedStorage",
+            "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter"]  # fmt: skip
+
+
+def _op_int(n: int) -> bytes:
+    if -(2**31) <= n < 2**31:
+        return b"J" + n.to_bytes(4, "little", signed=True)  # BININT
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw  # LONG1
+
+
+def _op_str(s: str) -> bytes:
+    raw = s.encode("utf-8", "surrogatepass")
+    return b"X" + len(raw).to_bytes(4, "little") + raw  # BINUNICODE
+
+
+@st.composite
+def _value(draw: st.DrawFn, depth: int = 0) -> bytes:
+    """Pickle opcodes that push one value: a literal, a tuple/list, or an allowlisted call."""
+    kinds = ["int", "str", "bytes"] + (["tuple", "list", "call", "call"] if depth < 3 else [])
+    kind = draw(st.sampled_from(kinds))
+    if kind == "int":  # small, or huge enough that the budget must refuse it
+        return _op_int(draw(st.integers(-5, 1000) | st.integers(2**33, 2**70)))
+    if kind == "str":
+        return _op_str(draw(st.sampled_from(["latin1", "cpu", "storage", "0", "x"])))
+    if kind == "bytes":
+        raw = draw(st.binary(max_size=8))
+        return b"C" + bytes([len(raw)]) + raw  # SHORT_BINBYTES
+    items = b"".join(draw(st.lists(_value(depth + 1), max_size=4)))
+    if kind == "tuple":
+        return b"(" + items + b"t"
+    if kind == "list":
+        return b"](" + items + b"e"
+    module, _, name = draw(st.sampled_from(_ALLOWED)).rpartition(".")
+    args = b"".join(draw(st.lists(_value(depth + 1), max_size=4)))
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n(" + args + b"tR"
+
+
+@st.composite
+def allowlisted_pickles(draw: st.DrawFn) -> bytes:
+    pkl = b"\x80\x03" + draw(_value()) + b"."
+    if draw(st.booleans()):
+        return pkl
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pkl)
+        archive.writestr("archive/version", b"3\n")
+        archive.writestr("archive/byteorder", b"little")
+    return buffer.getvalue()
+
+
+@settings(FUZZ, max_examples=max(EXAMPLES // 5, 20))
+@given(allowlisted_pickles())
+def test_pickles_of_allowlisted_globals(raw: bytes) -> None:
+    _only_interp_errors(raw)

@@ -87,7 +87,11 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
             "cannot infer the input length: the head pools positions away, so any length "
             f"fits; {hint}"
         )
-    # Strided layers map a few consecutive lengths to the same features: take the largest.
-    while features(lo + 1) == target:
-        lo += 1
-    return (conv.in_channels, *(lo,) * dims)
+    # Strided layers map a few consecutive lengths to the same features (512..515 for a
+    # stride-4 trunk); all fit, so take the one divisible by the largest power of two, as
+    # training lengths are (512, not 515; 8192, not 8191), the smallest on a tie.
+    candidates = [lo]
+    while features(candidates[-1] + 1) == target:
+        candidates.append(candidates[-1] + 1)
+    best = max(candidates, key=lambda n: ((n & -n), -n))
+    return (conv.in_channels, *(best,) * dims)

@@ -207,7 +207,7 @@ def key_problems(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any])
         if not isinstance(got, torch.Tensor):
             shapes.append(f"{key} is a {type(got).__name__}, not a tensor")
         elif not plain_tensor(got) or got.is_floating_point() != value.is_floating_point():
-            shapes.append(f"{key} is a {got.dtype} {got.layout} tensor on {got.device}")
+            shapes.append(f"{key} is {describe_tensor(got)}")
         elif tuple(got.shape) != tuple(value.shape):
             shapes.append(f"{key} is {tuple(got.shape)}, expected {tuple(value.shape)}")
     parts = []
@@ -218,6 +218,22 @@ def key_problems(expected: Mapping[str, torch.Tensor], given: Mapping[str, Any])
     if shapes:
         parts.append("wrong shapes: " + few(shapes))
     return "; ".join(parts)
+
+
+def describe_tensor(t: torch.Tensor) -> str:
+    """``a quantized torch.qint8 tensor``: what kind of tensor ``t`` is, for messages."""
+    dtype = str(t.dtype).removeprefix("torch.")
+    if t.is_quantized:
+        return f"a quantized {dtype} tensor (dequantize it with .dequantize() before saving)"
+    if getattr(t, "is_nested", False):
+        return f"a nested {dtype} tensor"
+    if t.device.type != "cpu":
+        return f"a {dtype} tensor on {t.device}"
+    if t.layout != torch.strided:
+        return f"a {str(t.layout).removeprefix('torch.')} {dtype} tensor (save it dense)"
+    if type(t) not in (torch.Tensor, nn.Parameter):
+        return f"a {type(t).__name__} (a tensor subclass)"
+    return f"a {dtype} tensor"
 
 
 def plain_tensor(t: torch.Tensor) -> bool:

@@ -29,7 +29,7 @@ from interp.loading.budget import (
     parse_memory,
     scan_pickle,
 )
-from interp.loading.checkpoint import plain_tensor
+from interp.loading.checkpoint import describe_tensor, plain_tensor
 
 HUGE = 1e6  # |x| above this gets a note: models are usually trained on normalised data
 _SHOW = 5  # rows listed in an error message
@@ -180,8 +180,8 @@ def _as_tensor(value: Any, name: str, label: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if not plain_tensor(value):
             raise InterpError(
-                f"data file {label}: `{name}` is a {value.layout} tensor on {value.device}; "
-                "save a dense CPU tensor"
+                f"data file {label}: `{name}` is {describe_tensor(value)}; save a dense CPU "
+                "tensor of numbers"
             )
         return value.detach()
     if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
@@ -215,8 +215,8 @@ def _inputs(arrays: Mapping[str, Any], label: str, notes: list[str]) -> torch.Te
     if x.numel() == 0:
         raise InterpError(f"data file {label} is empty: `x` has shape {tuple(x.shape)}")
     if x.dtype != torch.float32:
-        if x.is_floating_point():
-            _check_finite(x, label, "")
+        if x.is_floating_point() and x.dtype in (torch.float16, torch.bfloat16, torch.float64):
+            _check_finite(x, label, "")  # float8 and other exotic floats: after conversion
         notes.append(f"converted {str(x.dtype).removeprefix('torch.')} to float32")
         x = x.to(torch.float32)
         _check_finite(x, label, " after conversion to float32")
@@ -276,6 +276,15 @@ def _labels(arrays: Mapping[str, Any], label: str, n: int, notes: list[str]) -> 
         notes.append(f"converted labels from {dtype} to int64")
     elif y.dtype == torch.bool:
         notes.append("converted labels from bool to int64")
+    elif y.dtype in (torch.uint64, torch.uint32):
+        big = (y.to(torch.float64) >= 2**62).nonzero().flatten()
+        if len(big):  # int64 would wrap these to negative numbers
+            values = y.numpy()  # torch cannot print a uint64 beyond int64
+            rows = ", ".join(f"{int(i)} ({int(values[int(i)])})" for i in big[:_SHOW])
+            raise InterpError(
+                f"data file {label}: `y` holds labels too large for class indices (rows {rows}); "
+                "labels are class indices 0..K-1"
+            )
     elif y.dtype == torch.uint64:  # int64 would wrap the largest values round to negative ones
         flat = y.numpy().reshape(-1)
         big = np.flatnonzero(flat >= 2**62)
