@@ -7,10 +7,12 @@ from interp.geometry.core import (
     HeadKind,
     Layer,
     Structure,
+    canonical,
     explain,
     infer_input_shape,
     strided_layers,
     structure,
+    uncanonical,
 )
 
 __all__ = [
@@ -18,8 +20,10 @@ __all__ = [
     "HeadKind",
     "Layer",
     "Structure",
+    "canonical",
     "explain",
     "infer_input_shape",
     "strided_layers",
     "structure",
+    "uncanonical",
 ]

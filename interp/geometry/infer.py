@@ -9,8 +9,8 @@ from torch import nn
 
 from interp._guard import inspecting
 from interp._util import model_device
-from interp.geometry.kinds import CONV
 from interp.errors import InterpError
+from interp.geometry.kinds import CONV
 
 
 class _Stop(Exception):

@@ -125,7 +125,9 @@ def test_mlp_head_is_positional_but_not_exact():
     model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 18, 5), nn.ReLU(),
                           nn.Linear(5, 2))  # fmt: skip
     geo = structure(model, input_shape=(1, 20))
-    assert geo.head.kind == "positional" and geo.head.linear == "2" and not geo.head.exact
+    # the classifier is the Linear whose output becomes the logits; the break is the first
+    assert geo.head.kind == "positional" and geo.head.linear == "4" and not geo.head.exact
+    assert geo.head.breaks == "2" and not geo.head.affine
 
 
 def test_structure_leaves_model_unchanged(positional_1d):
