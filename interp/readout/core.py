@@ -1,7 +1,9 @@
 """Which (kernel, position) neurons each class is connected to, and where training put data.
 
-A ``Flatten -> Linear`` head has one weight per (class, kernel, position):
-:func:`connectivity` reshapes it onto the feature map (:func:`head_weights`),
+An affine positional head (``Flatten -> Linear``, a conv classifier whose kernel
+covers every position, an index at a fixed position...) has one weight per (class,
+kernel, position), its exact Jacobian: :func:`connectivity` maps it onto the feature
+map (:func:`head_weights`, :mod:`interp.readout.head_map`),
 summarises each class (position profile, peak, centre of mass, the kernels it
 relies on) and, given data, compares the weights with the class's training
 footprint (:mod:`interp.readout.footprints`). Without data it flags positions whose
@@ -23,30 +25,35 @@ import torch
 from torch import nn
 
 from interp._util import json_float as _num
+from interp.geometry.core import Structure
+from interp.geometry.core import structure as _structure
 from interp.readout.class_summary import first_conv_kernels, pooled_classes, positional_class
-from interp.readout.text import class_sentences
 from interp.readout.decomposition import Decomposition, all_shift_scores, decompose, head_weights
 from interp.readout.footprints import Footprint, footprint
 from interp.readout.grid import Grid, class_names, pos
+from interp.readout.head_map import HeadMap, head_map
 from interp.readout.shift_explanation import ShiftExplanation, explain_shift
-from interp.geometry.core import Structure
-from interp.geometry.core import structure as _structure
+from interp.readout.text import class_sentences
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+FIRST_ORDER_SAMPLES = 64  # samples whose mean gradient is a non-affine head's first-order map
 
 __all__ = [
     "ClassConnectivity",
     "Connectivity",
     "Decomposition",
     "Footprint",
+    "HeadMap",
     "ShiftExplanation",
     "all_shift_scores",
     "connectivity",
     "decompose",
     "explain_shift",
     "footprint",
+    "head_map",
     "head_weights",
 ]
 
@@ -79,9 +86,15 @@ class Connectivity:
 
     Attributes:
         kind: "positional" (weight (K, C, *P)) or "pooled" (weight (K, C)).
-        weight, bias: the head Linear's, float32 on the CPU.
+        weight, bias: the head's weights on the map and its bias, float32 on the CPU: the
+            exact Jacobian of an affine head (:func:`head_map`), the Linear's (K, C) weight
+            of a pooled one, the mean gradient at the data when ``order`` is "first-order".
         grid: positions of the map ``reads`` -> input positions and units.
-        init_bound: PyTorch's default Linear init range ``1 / sqrt(fan_in)``.
+        init_bound: PyTorch's default init range ``1 / sqrt(fan_in)`` of the classifier
+            (Linear or conv); 0 when it has none (first-order maps, functional heads).
+        classifier_type: the classifier's type ("Linear", "Conv2d", ...).
+        order: "exact" (affine head) or "first-order" (gradient x activation, labelled).
+        logits_note: set when the logits explained are the affine ones before a LogSoftmax.
         kernels: (C, C_in, *k) first-conv weights when map channels are those kernels.
     """
 
@@ -99,6 +112,9 @@ class Connectivity:
     footprint: Footprint | None
     kernels: torch.Tensor | None
     kernels_note: str
+    classifier_type: str = "Linear"
+    order: str = "exact"  # "first-order": a non-affine head's mean gradient at the data
+    logits_note: str | None = None  # set when the logits are taken before a LogSoftmax
 
     @property
     def profile(self) -> torch.Tensor:
@@ -127,6 +143,9 @@ class Connectivity:
             "kind": self.kind,
             "reads": self.reads,
             "linear": self.linear,
+            "classifier_type": self.classifier_type,
+            "order": self.order,
+            "logits_note": self.logits_note,
             "channels": int(self.weight.shape[1]),
             "positions": None if self.kind == "pooled" else list(g.positions),
             "pooling": self.pooling,
@@ -233,15 +252,18 @@ def connectivity(
     else:
         example = x[:1] if x is not None else None
     geo = structure if structure is not None else _structure(model, example)
-    weight, bias = head_weights(model, geo)
+    hm = head_map(model, geo)
+    if not hm.exact and geo.head.kind == "positional":  # first-order: the gradient at the data
+        hm = head_map(model, geo, x[:FIRST_ORDER_SAMPLES] if isinstance(x, torch.Tensor) else
+                      (example if example is not None else None))  # fmt: skip
+    weight, bias = hm.weight, hm.bias
     grid = Grid.of(geo, axis)
     names = class_names(classes, int(weight.shape[0]))
     fp = None
     if x is not None:
         fp = footprint(model, x, y, geo, batch_size=batch_size, classes=names, axis=axis)
-    assert geo.head.linear is not None and geo.head.reads is not None
-    fan_in = dict(model.named_modules())[geo.head.linear].in_features
-    bound = 1.0 / fan_in**0.5
+    assert geo.head.reads is not None
+    bound = 1.0 / hm.fan_in**0.5 if hm.fan_in and hm.exact else 0.0
     kernels, note = first_conv_kernels(model, geo)
     if geo.head.kind == "pooled":
         per_class = tuple(ClassConnectivity(**kw) for kw in pooled_classes(weight, names))
@@ -258,8 +280,11 @@ def connectivity(
         weight=weight,
         bias=bias,
         reads=geo.head.reads,
-        linear=geo.head.linear,
+        linear=geo.head.linear or "",
         pooling=geo.head.pooling,
+        classifier_type=hm.classifier_type or "classifier",
+        order=hm.order,
+        logits_note=hm.logits_note,
         grid=grid,
         init_bound=bound,
         per_class=per_class,

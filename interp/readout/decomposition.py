@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from interp._guard import inspecting
 from interp._util import model_device
 from interp._xcorr import xcorr_circular
 from interp.errors import InterpError
 from interp.geometry.core import Structure
 from interp.geometry.core import structure as _structure
-from interp.hooks import record
 from interp.readout.grid import Grid
+from interp.readout.head_map import capture_map, head_map
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -33,68 +32,23 @@ if TYPE_CHECKING:
 
 
 def head_weights(model: nn.Module, geo: Structure) -> tuple[torch.Tensor, torch.Tensor]:
-    """The head Linear's weights on the feature map it reads, and its bias.
+    """The head's weights on the feature map it reads, and its bias.
 
-    ``nn.Flatten`` orders a (C, *P) map channel-major (row-major over
-    ``(C, *P)``), so ``W.reshape(K, C, *P)[k, c, j]`` is the weight of neuron
-    ``(c, j)``; the order is checked on a probe input first.
+    For an affine head these are its exact Jacobian and ``h(0)``
+    (:func:`interp.readout.head_map.head_map`): for ``Flatten -> Linear`` exactly the
+    Linear's weight reshaped onto (kernel, position); for a pooled head the Linear's
+    (K, C) weight.
 
     Returns:
         ``weight`` (K, C, *P) for a positional head or (K, C) for a pooled one, and
-        ``bias`` (K,) (zeros when the Linear has none); float32 copies on the CPU.
+        ``bias`` (K,); float32 copies on the CPU.
 
     Raises:
-        InterpError: the head is neither positional nor pooled, or its Linear does not
-            produce the logits.
+        InterpError: the head reads no spatial feature map, or a pooled head's classifier
+            is not a Linear producing the logits.
     """
-    head = geo.head
-    if head.kind not in ("positional", "pooled") or head.linear is None:
-        raise InterpError(
-            "the model has no Flatten -> Linear or global-pooling -> Linear head that reads a "
-            "conv feature map, so its weights cannot be mapped onto positions; "
-            "`interp inspect` shows the layers it found"
-        )
-    linear = dict(model.named_modules())[head.linear]
-    assert isinstance(linear, nn.Linear) and head.channels is not None
-    if geo.num_classes is not None and linear.out_features != geo.num_classes:
-        raise InterpError(
-            f"the head Linear {head.linear!r} has {linear.out_features} outputs but the model "
-            f"returns {geo.num_classes} logits; interp maps the weights of the Linear that "
-            "produces the logits"
-        )
-    weight = linear.weight.detach().to("cpu", torch.float32, copy=True)  # (K, F)
-    k = weight.shape[0]
-    if head.kind == "positional":
-        assert head.positions is not None
-        if not head.exact:
-            _check_flatten_order(model, geo)
-        weight = weight.reshape(k, head.channels, *head.positions)  # (K, C, *P)
-    bias = (
-        linear.bias.detach().to("cpu", torch.float32, copy=True)
-        if linear.bias is not None
-        else torch.zeros(k)
-    )
-    return weight, bias
-
-
-def _check_flatten_order(model: nn.Module, geo: Structure) -> None:
-    """Check on a random probe that the head Linear reads ``flatten(feature map)``."""
-    assert geo.head.reads is not None and geo.head.linear is not None
-    seen: list[torch.Tensor] = []
-    linear = dict(model.named_modules())[geo.head.linear]
-    x = torch.rand((1, *geo.input_shape), generator=torch.Generator().manual_seed(0))
-    with inspecting(model), record(model, [geo.head.reads]) as rec:
-        handle = linear.register_forward_pre_hook(lambda _m, a: seen.append(a[0].detach()))
-        try:
-            model(x.to(model_device(model)))
-        finally:
-            handle.remove()
-    if not seen or not torch.equal(seen[0].cpu().reshape(-1), rec[geo.head.reads].reshape(-1)):
-        raise InterpError(
-            f"the head Linear {geo.head.linear!r} does not read the feature map of layer "
-            f"{geo.head.reads!r} in Flatten order, so its weights cannot be mapped onto "
-            "(kernel, position); flatten the (N, C, *positions) map with nn.Flatten"
-        )
+    hm = head_map(model, geo)
+    return hm.weight, hm.bias
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,6 +79,7 @@ class Decomposition:
     per_kernel: torch.Tensor
     residual: float
     grid: Grid
+    logits_note: str | None = None  # set when the logits are taken before a LogSoftmax
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +90,7 @@ class Decomposition:
             "per_kernel": self.per_kernel.tolist(),
             "per_position": self.per_position.tolist(),
             "residual": self.residual,
+            "logits_note": self.logits_note,
         }
 
     def plot(self, ax: Axes | None = None, *, index: int = 0) -> Figure:
@@ -178,19 +134,19 @@ def decompose(
             f"`x` has shape {tuple(x.shape)} but the model takes (N, "
             f"{', '.join(map(str, geo.input_shape))}); pass inputs of that shape"
         )
-    weight, bias = head_weights(model, geo)
+    hm = head_map(model, geo)
     head = geo.head
-    if not head.exact:
+    if not hm.exact:
         raise InterpError(
-            f"the head Linear {head.linear!r} does not turn the {head.kind} feature map of "
-            f"{head.reads!r} directly into the logits (another layer sits between them or "
-            "after it), so logits cannot be split exactly over positions"
+            f"the head from {head.reads!r} to the logits is not affine (e.g. an MLP or an LSTM "
+            f"after the feature map, or a max pool feeding more than a Linear), so logits "
+            "cannot be split exactly over positions; `interp.connectivity` gives its "
+            "first-order (gradient x activation) map instead"
         )
-    assert head.reads is not None
-    device = model_device(model)
-    with inspecting(model), record(model, [head.reads]) as rec:
-        logits = model(x.to(device)).detach().cpu()  # (N, K)
-        fmap = rec[head.reads]  # (N, C, *P)
+    weight, bias = hm.weight64, hm.bias64
+    caps = capture_map(geo, x.to(model_device(model)), (hm.logits,))
+    logits = caps[hm.logits].detach().reshape(x.shape[0], -1).cpu()  # (N, K)
+    fmap = caps["map"].detach().cpu()  # (N, C, *P)
     dims = fmap.dim() - 2
     a = fmap.to(torch.float64)
     if head.kind == "positional":
@@ -208,19 +164,20 @@ def decompose(
     spatial = tuple(range(3, 3 + dims))
     per_kernel = terms.sum(spatial)  # (N, K, C)
     per_position = terms.sum(2)  # (N, K, *P)
-    total = per_kernel.sum(2) + bias.to(torch.float64)  # (N, K)
+    total = per_kernel.sum(2) + bias  # (N, K)
     err = (total - logits.to(torch.float64)).abs() / logits.to(torch.float64).abs().clamp(min=1)
     return Decomposition(
         kind=head.kind,
         pooling=head.pooling,
         logits=logits,
-        bias=bias,
+        bias=hm.bias,
         activations=fmap,
         contributions=terms.float(),
         per_position=per_position,
         per_kernel=per_kernel,
         residual=float(err.max()) if err.numel() else 0.0,
         grid=Grid.of(geo),
+        logits_note=hm.logits_note,
     )
 
 

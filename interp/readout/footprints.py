@@ -1,8 +1,8 @@
 """Where each class's training data activates the feature map the head reads.
 
 The footprint of class k is measured from data, streamed one class at a time
-with :func:`interp.hooks.record` (``reduce="mean"``), so 20,000 samples cost
-the memory of one batch:
+from the traced graph (:func:`interp.readout.head_map.capture_map`: any call site, in
+the canonical (C, *P) layout), so 20,000 samples cost the memory of one batch:
 
 1. ``mean[k]`` (C, *P): the class-mean activation of every (kernel, position).
 2. ``background[k]`` (C,): per kernel, the median of ``mean[k]`` over positions.
@@ -34,6 +34,9 @@ from torch import nn
 
 from interp._guard import inspecting
 from interp._util import model_device
+from interp.errors import InterpError
+from interp.geometry.core import Structure
+from interp.geometry.core import structure as _structure
 from interp.readout.grid import (
     FLOOR,
     FRACTION,
@@ -46,10 +49,7 @@ from interp.readout.grid import (
     pos,
     signal,
 )
-from interp.errors import InterpError
-from interp.hooks import record
-from interp.geometry.core import Structure
-from interp.geometry.core import structure as _structure
+from interp.readout.head_map import capture_map
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -167,20 +167,18 @@ def footprint(
     assert geo.head.reads is not None and geo.head.channels is not None
     k_total = geo.num_classes or 0
     names = class_names(classes, k_total)
-    reads, shape = geo.head.reads, (geo.head.channels, *grid.positions)
+    shape = (geo.head.channels, *grid.positions)
     device = model_device(model)
     means, counts = [], []
     with inspecting(model), torch.no_grad():
         for k in range(k_total):
             rows = (y == k).nonzero().flatten()
             counts.append(len(rows))
-            if not len(rows):
-                means.append(torch.zeros(shape))
-                continue
-            with record(model, [reads], reduce="mean") as rec:
-                for start in range(0, len(rows), batch_size):
-                    model(x[rows[start : start + batch_size]].to(device))  # (B, C, *L)
-                means.append(rec[reads].float())  # (C, *P)
+            total = torch.zeros(shape, dtype=torch.float64)
+            for start in range(0, len(rows), batch_size):
+                xb = x[rows[start : start + batch_size]].to(device)  # (B, C, *L)
+                total += capture_map(geo, xb)["map"].to("cpu", torch.float64).sum(0)  # (C, *P)
+            means.append((total / max(len(rows), 1)).float())
     mean = torch.stack(means)  # (K, C, *P)
     return _from_mean(mean, tuple(counts), names, grid)
 
@@ -200,7 +198,6 @@ def _streamed(
     assert geo.head.reads is not None and geo.head.channels is not None
     k_total = geo.num_classes or 0
     names = class_names(classes, k_total)
-    reads = geo.head.reads
     sums = torch.zeros(k_total, geo.head.channels, *grid.positions, dtype=torch.float64)
     counts = torch.zeros(k_total, dtype=torch.long)
     device = model_device(model)
@@ -212,9 +209,8 @@ def _streamed(
                     f"`data` has labels {int(yb.min())}..{int(yb.max())} but the model has "
                     f"{k_total} classes; labels must be class indices 0..{k_total - 1}"
                 )
-            with record(model, [reads]) as rec:
-                model(xb.to(device))
-            sums.index_add_(0, yb.cpu(), rec[reads].to(torch.float64).cpu())  # (K, C, *P)
+            fmap = capture_map(geo, xb.to(device))["map"]  # (B, C, *P)
+            sums.index_add_(0, yb.cpu(), fmap.to(torch.float64).cpu())  # (K, C, *P)
             counts += torch.bincount(yb.cpu(), minlength=k_total)
     shape = (-1,) + (1,) * (sums.dim() - 1)
     mean = (sums / counts.clamp(min=1).view(shape)).float()  # (K, C, *P)

@@ -183,7 +183,7 @@ def test_seed_cnn_breaks_at_its_linear_and_seed_gap_only_aliases():
 
     from interp.loading.core import load
 
-    trained = Path(__file__).resolve().parents[1] / "trained"
+    trained = Path(__file__).resolve().parents[2] / "trained"
     model, info = load(trained / "seed_cnn.pt")
     x, _ = info.recipe.sample(8, seed=11)
     geo = structure(model, x)
@@ -202,7 +202,7 @@ def test_shapes_cnn_breaks_at_its_linear_and_shapes_gap_aliases_at_both_pools():
 
     from interp.loading.core import load
 
-    trained = Path(__file__).resolve().parents[1] / "trained"
+    trained = Path(__file__).resolve().parents[2] / "trained"
     shifts = [(0, 4), (4, -4), (1, 0), (2, 3)]
     model, info = load(trained / "shapes_cnn.pt")
     x, _ = info.recipe.sample(8, seed=13)

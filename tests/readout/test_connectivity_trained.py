@@ -18,7 +18,7 @@ import interp
 from interp.readout.core import connectivity, decompose, explain_shift
 from interp.geometry.core import structure
 
-TRAINED = Path(__file__).resolve().parents[1] / "trained"
+TRAINED = Path(__file__).resolve().parents[2] / "trained"
 pytestmark = pytest.mark.slow
 
 
@@ -72,3 +72,30 @@ def test_shapes_cnn_2d_footprints_are_boxes_holding_dense_weights():
     for c in conn.per_class:
         assert c.mass_inside is not None and c.area_inside
         assert c.mass_inside > 1.15 * c.area_inside, (c.name, c.mass_inside, c.area_inside)
+
+
+def test_seed_cnn_report_connectivity_is_unchanged_by_the_jacobian_readout():
+    # reports/seed_cnn/report.json was written when the head's weights were the Linear's,
+    # reshaped; the Jacobian of Flatten -> Linear is that weight exactly, so every
+    # connectivity number of the shipped report comes back (float rounding aside).
+    import json
+
+    from interp.loading.examples import examples
+
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    shipped = json.loads((TRAINED.parent / "reports/seed_cnn/report.json").read_text())
+    model, info = interp.load(TRAINED / "seed_cnn.pt")
+    x, y, _ = examples(info, None, shipped["settings"]["samples"], shipped["settings"]["seed"])
+    geo = structure(model, x[:1])
+    w = connectivity(model, geo).weight
+    assert torch.equal(w, model[-1].weight.detach().reshape(w.shape))  # exact, no rounding
+    got = connectivity(model, geo, x=x, y=y, axis=info.meta.get("axis"),
+                       classes=list(info.classes)).to_dict()  # fmt: skip
+    want = shipped["connectivity"]
+    for key in ("kind", "reads", "linear", "channels", "positions", "top_kernels_by"):
+        assert got[key] == want[key], key
+    for g, s in zip(got["per_class"], want["per_class"], strict=True):
+        assert g["top_kernels"] == s["top_kernels"] and g["footprint"] == s["footprint"]
+        for key in ("mass_inside", "area_inside", "outside_in_init_range", "untrained_fraction"):
+            assert g[key] == pytest.approx(s[key], rel=1e-5, abs=1e-9), (g["class"], key)
+        assert g["top_kernel_scores"] == pytest.approx(s["top_kernel_scores"], rel=1e-4)
