@@ -9,14 +9,25 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import Any
-
-import torch as _torch
 
 from interp._version import __version__, check_torch
 from interp.errors import InterpError
 
-check_torch(_torch.__version__)
+
+def _torch_version() -> str:
+    """Torch's version from its installed metadata: `import interp` does not import torch,
+    so the command line can catch Ctrl-C before torch's seconds of start-up."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:  # e.g. a source build without metadata
+        import torch
+
+        return str(torch.__version__)
+
+
+check_torch(_torch_version())
 
 # Public name -> the concept package that exports it. Imported on first use so that
 # `import interp` stays cheap and a notebook never pulls in click.

@@ -18,6 +18,17 @@ if TYPE_CHECKING:
 # hundred, a seeded random subset of larger data. The shipped reports were made with it.
 DEFAULT_SAMPLES = 300
 
+# How vacated positions are filled when an input is shifted (interp.shifts).
+MODES: tuple[str, ...] = ("roll", "zero", "edge")
+
+# Attribution methods by name, in interp.attribution.METHODS order: the command line
+# lists them without importing captum; attribution/methods.py checks it holds the same.
+METHOD_NAMES: tuple[str, ...] = (
+    "integrated_gradients", "saliency", "input_x_gradient", "deeplift", "gradient_shap",
+    "occlusion", "guided_backprop", "layer_gradcam", "layer_integrated_gradients",
+    "layer_conductance", "neuron_conductance",
+)  # fmt: skip
+
 # Accuracy points below the shift-0 accuracy that still count as "invariant": the
 # sweep's invariance range, the report's verdict and its choice of the telling shift.
 ACCURACY_TOLERANCE = 0.05
@@ -72,7 +83,7 @@ def fmt_shift(
     >>> fmt_shift((8, -8), None, signed=False)
     '(dy, dx) = (8, -8) px'
     """
-    axes = list(axis or [])
+    axes = [dict(a) for a in axis or []]  # mappings, or frozen (key, value) pairs
     num = _signed if signed else (lambda v: f"{v:g}")
     if isinstance(shift, (list, tuple)):
         steps = [float(axes[i].get("step", 1.0)) if i < len(axes) else 1.0 for i in range(2)]

@@ -30,12 +30,13 @@ from typing import Literal
 
 import torch
 
+from interp._util import MODES
 from interp.errors import InterpError
 
 Mode = Literal["roll", "zero", "edge"]
-MODES: tuple[str, ...] = ("roll", "zero", "edge")
 Shift = int | tuple[int, int]
 MAX_SHIFTS = 100_000  # a spec that expands to more is almost surely a typo
+MAX_SHIFT_SIZE = 2**62  # index arithmetic is int64; larger shifts are typos anyway
 
 
 def check_mode(mode: str) -> str:
@@ -77,7 +78,18 @@ def normalize_shifts(shifts: Iterable[object], spatial_dims: int) -> list[Shift]
             out.append((int(pair[0]), int(pair[1])))
     if not out:
         raise InterpError("`shifts` is empty; give at least one shift, e.g. 0")
+    _check_sizes([v for s in out for v in (s if isinstance(s, tuple) else (s,))], "shifts")
     return out
+
+
+def _check_sizes(values: Sequence[int], what: str) -> None:
+    """Shifts index positions with int64 arithmetic: refuse any that could overflow it."""
+    big = next((v for v in values if abs(v) >= MAX_SHIFT_SIZE), None)
+    if big is not None:
+        raise InterpError(
+            f"`{what}` holds {big}, too large to be a shift (|shift| < 2**62); give shifts "
+            "within the input length"
+        )
 
 
 def _index(size: int, shifts: Sequence[int], mode: str, device: torch.device):
@@ -157,6 +169,7 @@ def _parse_axis(spec: str, what: str) -> list[int]:
             parts = [int(p) for p in text.split(":")]
             if len(parts) not in (2, 3):
                 raise ValueError
+            _check_sizes(parts, what)
             start, stop = parts[0], parts[1]
             step = parts[2] if len(parts) == 3 else 1
             if step == 0 or (stop - start) * step < 0:
@@ -175,6 +188,7 @@ def _parse_axis(spec: str, what: str) -> list[int]:
         raise InterpError(f"`{what}` {spec!r} is not a shift spec; {hint}") from None
     if not values:
         raise InterpError(f"`{what}` {spec!r} has no shifts; {hint}")
+    _check_sizes(values, what)
     return values
 
 

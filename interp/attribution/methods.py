@@ -21,6 +21,7 @@ import torch
 from captum import attr as ca
 from torch import nn
 
+from interp._util import METHOD_NAMES
 from interp.errors import InterpError
 
 Output = Literal["input", "feature map"]
@@ -80,6 +81,8 @@ METHODS: dict[str, Method] = {
                ("layer", "neuron", *_PATH), path=True, noise_tunnel=False, layer=True),
     )
 }  # fmt: skip
+if tuple(METHODS) != METHOD_NAMES:  # the command line offers METHOD_NAMES without captum
+    raise ImportError("interp._util.METHOD_NAMES must list interp.attribution.METHODS in order")
 
 
 def get_method(name: object) -> Method:

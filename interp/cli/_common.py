@@ -1,54 +1,44 @@
-"""What every command shares: error handling, model options, JSON and progress output."""
+"""What the commands share at run time: opening files, examples, JSON and progress output.
+
+No analysis policy lives here: examples come from :func:`interp.loading.examples.examples`
+and default shifts from :mod:`interp.shifts`, as they do for the library's report.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from interp.cli._options import InputError, ModelSpec
 from interp.errors import InterpError
 
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+# Warnings worth a note: about the user's file or data. Torch's and numpy's deprecation
+# chatter says nothing they can act on.
+_NOTED = (UserWarning, RuntimeWarning)
 
 
-class InputError(click.ClickException):
-    """Bad usage or bad input: one line ``Error: ...`` and exit code 2."""
-
-    exit_code = 2
-
-
-class InterpGroup(click.Group):
-    """A click group that maps interp's errors onto the exit codes in DESIGN.md.
-
-    0 done; 2 bad usage or input (InterpError), one line, no traceback;
-    1 unexpected failure (traceback only with INTERP_DEBUG=1); 130 interrupted.
-    """
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except InterpError as exc:
-            raise InputError(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            raise click.exceptions.Exit(130) from None
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as exc:
-            if os.environ.get("INTERP_DEBUG"):
-                raise
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            click.echo(
-                f"Error: unexpected failure: {type(exc).__name__}: {first} "
-                "(rerun with INTERP_DEBUG=1 for the traceback, and please report it)",
-                err=True,
-            )
-            raise click.exceptions.Exit(1) from None
+def quietly(path: Path, quiet: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``fn`` with warnings caught: none reach stderr before an ``Error:`` line; after
+    success the useful ones are shown as ``note: PATH: ...`` (none with ``--quiet``)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    if not quiet:
+        seen: set[str] = set()
+        for w in caught:
+            text = str(w.message).strip().splitlines()[0] if str(w.message).strip() else ""
+            if isinstance(w.message, _NOTED) and text and text not in seen:
+                seen.add(text)
+                click.echo(f"note: {path}: {text}", err=True)
+    return result
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:
@@ -66,47 +56,12 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def model_options(func: F) -> F:
-    """--trust, --arch, --input-shape, --device: how to open and run a model file."""
-    func = click.option(
-        "--device",
-        type=click.Choice(["cpu", "cuda"]),
-        default="cpu",
-        show_default=True,
-        help="Where to run the model.",
-    )(func)
-    func = click.option(
-        "--input-shape",
-        metavar="C,L|C,H,W",
-        help="Input shape without the batch axis, when it cannot be inferred.",
-    )(func)
-    func = click.option(
-        "--arch",
-        metavar="MODULE:FACTORY",
-        help="Build the model with this factory, for state-dict and .safetensors files "
-        "(imports MODULE).",
-    )(func)
-    func = click.option(
-        "--trust",
-        is_flag=True,
-        help="Allow files that can run code when loaded (custom pickles, TorchScript, .pt2). "
-        "Only for files you trust.",
-    )(func)
-    return func
-
-
-def model_path_argument(func: F) -> F:
-    return click.argument(
-        "model_path",
-        metavar="MODEL",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    )(func)
-
-
 def load_model(
-    path: Path, *, trust: bool, arch: str | None, input_shape: str | None, device: str
+    path: Path, spec: ModelSpec, quiet: bool = False
 ) -> tuple[Any, Any, tuple[int, ...] | None]:
     """Open a model file the safe way; return (module, info, input shape or None)."""
+    trust, arch, device = spec.trust, spec.arch, spec.device
+    shape = parse_shape(spec.input_shape)
     from interp.loading.core import load
 
     if device == "cuda":
@@ -116,21 +71,49 @@ def load_model(
             raise InputError(
                 "`--device cuda` asked for, but torch sees no CUDA device; use --device cpu"
             )
-    shape = parse_shape(input_shape)
-    model, info = load(path, trust=trust, arch=arch, input_shape=shape)
-    for note in getattr(info, "notes", ()):  # what loading did for the user, e.g. a key prefix
-        click.echo(f"note: {path}: {note}", err=True)
+    model, info = quietly(path, quiet, load, path, trust=trust, arch=arch, input_shape=shape)
+    if not quiet:
+        for note in getattr(info, "notes", ()):  # what loading did for the user
+            click.echo(f"note: {path}: {note}", err=True)
     if device != "cpu":
         model = model.to(device)
     return model, info, shape or info.input_shape
 
 
-def json_option(func: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(func)
+def load_data_for(
+    path: Path | None, model: Any, shape: tuple[int, ...] | None, quiet: bool = False
+) -> Any:
+    """The checked Dataset from ``--data``, or None."""
+    if path is None:
+        return None
+    from interp.loading.core import load_data
+
+    return quietly(path, quiet, load_data, path, model=model, input_shape=shape)
 
 
-def quiet_option(func: F) -> F:
-    return click.option("--quiet", "-q", is_flag=True, help="No progress bars or notes.")(func)
+def get_examples(
+    info: Any, model: Any, data_path: Path | None, shape: Any, samples: int, seed: int,
+    what: str, quiet: bool = False,
+) -> tuple[Any, Any, dict[str, Any], str]:  # fmt: skip
+    """(x, y, data entry, where they came from): the draw `interp report` makes.
+
+    Raises:
+        InterpError: no ``--data`` and the model carries no recipe.
+    """
+    from interp.loading.examples import examples
+
+    data = load_data_for(data_path, model, shape, quiet)
+    x, y, entry = examples(info, data, samples, seed)
+    if x is None or y is None or entry is None:
+        raise InterpError(
+            f"{info.path} carries no dataset recipe, so there is nothing to {what}; "
+            "pass `--data FILE` (.npz or .pt with x and y)"
+        )
+    if data_path is not None:
+        where = f"{data_path}: {entry['selection']}"
+    else:
+        where = f"{x.shape[0]} held-out examples from the {info.recipe.generator} recipe"
+    return x, y, entry, where
 
 
 def echo_json(data: Any) -> None:

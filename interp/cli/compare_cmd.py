@@ -7,62 +7,61 @@ from pathlib import Path
 
 import click
 
-from interp.cli._common import (
+from interp.cli._options import (
+    AnalysisSpec,
     InputError,
-    echo_json,
+    ModelSpec,
+    analysis_options,
+    check_out,
+    force_option,
     json_option,
-    load_model,
     model_options,
+    out_option,
     quiet_option,
-    show_progress,
 )
-from interp.cli.report_cmd import analysis_options, load_data_for
 
 
 @click.command()
 @click.argument("model_paths", metavar="MODEL MODEL...", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))  # fmt: skip
 @analysis_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Report directory (default: reports/compare-<first>-<second>...).")  # fmt: skip
-@click.option("--force", is_flag=True, help="Replace an existing report in --out.")
+@out_option("Report directory (default: reports/compare-<first>-<second>...).")
+@force_option
 @model_options
 @json_option
 @quiet_option
 def compare(
     model_paths: tuple[Path, ...],
-    data_path: Path | None,
-    shifts: str | None,
-    shift_mode: str,
-    method: str,
-    samples: int,
-    seed: int,
+    analysis: AnalysisSpec,
     out: Path | None,
     force: bool,
-    trust: bool,
-    arch: str | None,
-    input_shape: str | None,
-    device: str,
+    spec: ModelSpec,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Compare models on the same data: accuracy versus shift, verdicts, connectivity."""
-    from interp.reporting import compare as build
+    """Compare models on the same data: accuracy versus shift, verdicts, connectivity.
 
+    \b
+    Example:
+      interp compare trained/seed_cnn.pt trained/seed_gap.pt trained/seed_aug.pt
+    """
     if len(model_paths) < 2:
         raise InputError(f"`MODEL` got {len(model_paths)} file; compare needs at least two models")
+    target = out or Path("reports") / ("compare-" + "-".join(p.stem for p in model_paths))
+    check_out(target, force=force)
+    from interp.cli._common import echo_json, load_data_for, load_model, show_progress
+    from interp.reporting import compare as build
+
     loaded, shapes = [], []
     for path in model_paths:
         model, info, shape = load_model(
-            path, trust=trust, arch=arch, input_shape=input_shape, device=device
+            path, spec, quiet=quiet
         )
         loaded.append((model, info))
         shapes.append(shape)
-    data = load_data_for(data_path, loaded[0][0], shapes[0])
-    target = out or Path("reports") / ("compare-" + "-".join(p.stem for p in model_paths))
-    rep = build(loaded, data=data, shifts=shifts, mode=shift_mode, method=method,
-                samples=samples, seed=seed, device=device,
-                progress=show_progress(quiet))  # fmt: skip
+    data = load_data_for(analysis.data_path, loaded[0][0], shapes[0], quiet)
+    rep = build(loaded, data=data, device=spec.device, progress=show_progress(quiet),
+                **analysis.settings())
     rep.save(target, force=force)
     if as_json:
         echo_json(json.loads(rep.to_json()))

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from interp.cli._options import (
+    ModelSpec,
     json_option,
     model_argument,
     model_options,
@@ -115,10 +116,7 @@ def fix(
     shifts: str | None,
     shift_mode: str,
     seed: int,
-    trust: bool,
-    arch: str | None,
-    input_shape: str | None,
-    device: str,
+    spec: ModelSpec,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -136,7 +134,7 @@ def fix(
 
     names = parse_strategies(strategy)
     model, info, shape = load_model(
-        model_path, trust=trust, arch=arch, input_shape=input_shape, device=device, quiet=quiet
+        model_path, spec, quiet=quiet
     )
     x_tr = y_tr = x_te = y_te = None
     train_classes = None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from interp.cli._common import echo_json, json_option, load_model, model_options, model_path_argument
+from interp.cli._options import ModelSpec, json_option, model_argument, model_options
 
 
 def _fmt(value: object) -> str:
@@ -18,22 +18,25 @@ def _fmt(value: object) -> str:
 
 
 @click.command()
-@model_path_argument
+@model_argument
 @model_options
 @json_option
 def inspect(
     model_path: Path,
-    trust: bool,
-    arch: str | None,
-    input_shape: str | None,
-    device: str,
+    spec: ModelSpec,
     as_json: bool,
 ) -> None:
-    """Show each layer's geometry and whether the model can be shift invariant."""
+    """Show each layer's geometry and whether the model can be shift invariant.
+
+    \b
+    Example:
+      interp inspect trained/seed_cnn.pt
+    """
+    from interp.cli._common import echo_json, load_model
     from interp.geometry.core import explain, structure
 
     model, info, shape = load_model(
-        model_path, trust=trust, arch=arch, input_shape=input_shape, device=device
+        model_path, spec
     )
     geo = structure(model, input_shape=shape)
     sentences = explain(geo)

@@ -7,48 +7,18 @@ from pathlib import Path
 
 import click
 
-from interp.cli._common import (
-    F,
-    echo_json,
+from interp.cli._options import (
+    AnalysisSpec,
+    ModelSpec,
+    analysis_options,
+    check_out,
+    force_option,
     json_option,
-    load_model,
+    model_argument,
     model_options,
-    model_path_argument,
+    out_option,
     quiet_option,
-    show_progress,
 )
-from interp.reporting.build import DEFAULT_SAMPLES
-
-
-def analysis_options(func: F) -> F:
-    """--data, --shifts, --shift-mode, --method, --samples, --seed: what the analyses run on."""
-    for option in reversed([
-        click.option("--data", "data_path", type=click.Path(exists=True, dir_okay=False,
-                     path_type=Path), help="Labelled examples (.npz or .pt with x, y); zoo "
-                     "models regenerate held-out examples without it."),
-        click.option("--shifts", metavar="SPEC", help="Shifts to sweep, e.g. -3000:3000:250 or "
-                     "-500,0,500 (default: the full input range)."),
-        click.option("--shift-mode", type=click.Choice(["roll", "zero", "edge"]), default="roll",
-                     show_default=True, help="How vacated positions are filled."),
-        click.option("--method", metavar="NAME", default="integrated_gradients", show_default=True,
-                     help="Attribution method (interp.METHODS)."),
-        click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES,
-                     show_default=True,
-                     help="Examples used (a seeded random subset of larger data)."),
-        click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seeds every random choice; same seed, same report."),
-    ]):  # fmt: skip
-        func = option(func)
-    return func
-
-
-def load_data_for(path: Path | None, model: object, shape: tuple[int, ...] | None) -> object:
-    """The checked Dataset from ``--data``, or None."""
-    if path is None:
-        return None
-    from interp.loading.core import load_data
-
-    return load_data(path, model=model, input_shape=shape)  # type: ignore[arg-type]
 
 
 def out_dir(out: Path | None, model_path: Path) -> Path:
@@ -57,44 +27,43 @@ def out_dir(out: Path | None, model_path: Path) -> Path:
 
 
 @click.command()
-@model_path_argument
+@model_argument
 @analysis_options
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Report directory (default: reports/<model file stem>/).")  # fmt: skip
-@click.option("--force", is_flag=True, help="Replace an existing report in --out.")
+@out_option("Report directory (default: reports/<model file stem>/).")
+@force_option
 @model_options
 @json_option
 @quiet_option
 def report(
     model_path: Path,
-    data_path: Path | None,
-    shifts: str | None,
-    shift_mode: str,
-    method: str,
-    samples: int,
-    seed: int,
+    analysis: AnalysisSpec,
     out: Path | None,
     force: bool,
-    trust: bool,
-    arch: str | None,
-    input_shape: str | None,
-    device: str,
+    spec: ModelSpec,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Write the report: verdict, architecture, connectivity, shifts, attributions."""
+    """Write the report: verdict, architecture, connectivity, shifts, attributions.
+
+    \b
+    Example:
+      interp report trained/seed_cnn.pt --out reports/seed_cnn --force
+    """
+    target = out_dir(out, model_path)
+    check_out(target, force=force)
+    from interp.cli._common import load_data_for, load_model, show_progress
     from interp.reporting import report as build
 
     model, info, shape = load_model(
-        model_path, trust=trust, arch=arch, input_shape=input_shape, device=device
+        model_path, spec, quiet=quiet
     )
-    data = load_data_for(data_path, model, shape)
-    target = out_dir(out, model_path)
-    rep = build(model, info, data=data, shifts=shifts, mode=shift_mode, method=method,
-                samples=samples, seed=seed, device=device,
-                progress=show_progress(quiet))  # fmt: skip
+    data = load_data_for(analysis.data_path, model, shape, quiet)
+    rep = build(model, info, data=data, device=spec.device, progress=show_progress(quiet),
+                **analysis.settings())
     rep.save(target, force=force)
     if as_json:
+        from interp.cli._common import echo_json
+
         echo_json(json.loads(rep.to_json()))
         return
     verdict = rep.verdict or {}

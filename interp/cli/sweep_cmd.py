@@ -7,42 +7,21 @@ from typing import Any
 
 import click
 
-from interp.cli._common import (
-    echo_json,
+from interp._util import fmt_shift
+from interp.cli._options import (
+    ModelSpec,
+    data_option,
     json_option,
-    load_model,
+    model_argument,
     model_options,
-    model_path_argument,
     quiet_option,
-    show_progress,
+    samples_option,
+    seed_option,
+    shift_mode_option,
+    shifts_option,
 )
-from interp.errors import InterpError
 
 _MAX_ROWS = 41  # longer 1D sweeps print every k-th shift (always 0 and both ends)
-
-
-def _examples(
-    info: Any, model: Any, data_path: Path | None, shape: Any, samples: int, seed: int
-) -> tuple[Any, Any, Any, str]:
-    """(x, y, class names or None, where they came from): the same draw as `interp report`."""
-    from interp.loading.examples import examples
-
-    data = None
-    if data_path is not None:
-        from interp.loading.core import load_data
-
-        data = load_data(data_path, model=model, input_shape=shape)
-    x, y, entry = examples(info, data, samples, seed)
-    if x is None or entry is None:
-        raise InterpError(
-            f"{info.path} carries no dataset recipe, so there is nothing to sweep; "
-            "pass `--data FILE` (.npz or .pt with x and y)"
-        )
-    if data_path is not None:
-        where = f"{data_path}: {entry['selection']}"
-    else:
-        where = f"{x.shape[0]} held-out examples from the {info.recipe.generator} recipe"
-    return x, y, entry.get("classes"), where
 
 
 def _classes(k: int | None, *candidates: Any) -> list[str] | None:
@@ -53,11 +32,7 @@ def _classes(k: int | None, *candidates: Any) -> list[str] | None:
 
 
 def _units(sw: Any, s: Any) -> str:
-    value = sw.shift_units(s)
-    unit = [(dict(a).get("unit") or "bins") for a in sw.axis] if sw.axis else ["bins"]
-    if isinstance(value, tuple):
-        return f"({value[0]:g}, {value[1]:g}) {unit[0]}"
-    return f"{value:g} {unit[0]}"
+    return fmt_shift(s, sw.axis, signed=False)
 
 
 def _range(sw: Any) -> str:
@@ -111,37 +86,12 @@ def _table_2d(sw: Any) -> list[str]:
 
 
 @click.command()
-@model_path_argument
-@click.option(
-    "--data",
-    "data_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Labelled examples (.npz or .pt with x, y); zoo models draw held-out "
-    "examples from their recipe without it.",
-)
-@click.option(
-    "--shifts",
-    metavar="SPEC",
-    help="start:stop:step (stop included) or a list "
-    "a,b,c; 2D: one SPEC for both axes, y:SPEC or x:SPEC for one axis, "
-    "y:SPEC;x:SPEC for a grid. Default: the full length in ~100 steps (1D), every "
-    "pixel within +-size/4 (2D).",
-)
-@click.option(
-    "--shift-mode",
-    type=click.Choice(["roll", "zero", "edge"]),
-    default="roll",
-    show_default=True,
-    help="How vacated positions are filled.",
-)
-@click.option(
-    "--samples",
-    type=click.IntRange(min=1),
-    default=400,
-    show_default=True,
-    help="Examples used (a seeded random subset of larger data).",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds the examples chosen.")
+@model_argument
+@data_option()
+@shifts_option()
+@shift_mode_option()
+@samples_option
+@seed_option
 @click.option(
     "--engine",
     type=click.Choice(["auto", "fast", "brute"]),
@@ -160,23 +110,28 @@ def sweep(
     samples: int,
     seed: int,
     engine: str,
-    trust: bool,
-    arch: str | None,
-    input_shape: str | None,
-    device: str,
+    spec: ModelSpec,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Measure accuracy and confidence of MODEL over input shifts."""
-    from interp.shifts import default_shifts, parse_shifts
+    """Measure accuracy and confidence of MODEL over input shifts.
+
+    \b
+    Example:
+      interp sweep trained/seed_gap.pt --shifts -100:100:50
+    """
+    from interp.cli._common import echo_json, get_examples, load_model, show_progress
     from interp.geometry.core import structure
+    from interp.shifts import default_shifts, parse_shifts
     from interp.sweep.core import shift_sweep
 
     model, info, shape = load_model(
-        model_path, trust=trust, arch=arch, input_shape=input_shape, device=device
+        model_path, spec, quiet=quiet
     )
-    x, y, data_classes, source = _examples(info, model, data_path, shape, samples, seed)
-    geo = structure(model, x[:1].to(device))
+    x, y, entry, source = get_examples(info, model, data_path, shape, samples, seed, "sweep",
+                                       quiet)  # fmt: skip
+    data_classes = entry.get("classes")
+    geo = structure(model, x[:1].to(spec.device))
     shift_list = (
         parse_shifts(shifts, geo.spatial_dims) if shifts else default_shifts(geo.input_shape)
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from interp.cli._common import quiet_option, show_progress
+from interp.cli._options import quiet_option
 
 
 @click.command()
@@ -19,8 +19,14 @@ from interp.cli._common import quiet_option, show_progress
 @click.option("--list", "list_models", is_flag=True, help="List the zoo models and exit.")
 @quiet_option
 def train(name: str | None, out: Path | None, list_models: bool, quiet: bool) -> None:
-    """Retrain a zoo model on CPU, reproducibly, and save it as an interp checkpoint."""
+    """Retrain a zoo model on CPU, reproducibly, and save it as an interp checkpoint.
+
+    \b
+    Example:
+      interp train seed_cnn --out /tmp/seed_cnn.pt
+    """
     from interp import zoo
+    from interp.cli._common import show_progress
 
     if list_models:
         for entry in zoo.ZOO.values():

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from torch import nn
 
 import interp
-from interp.cli.main import main
 from interp.attribution.core import attribution_across_shifts
-from interp.shifts import shift
+from interp.cli.main import main
+from interp.loading.examples import examples
 
 pytestmark = pytest.mark.filterwarnings("ignore:integrated_gradients. the convergence delta")
 
@@ -81,22 +81,22 @@ def test_zoo_model_without_data_uses_its_recipe(runner, tmp_path):
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["sample"]["source"] == "held-out sample 2 of the shapes recipe"
+    assert data["sample"]["source"] == "example 2 of 300 held-out examples from the shapes recipe"
     shifts = data["attribution"]["shifts"]
-    assert shifts == [[dy, dx] for dy in (-2, 0, 2) for dx in (-2, 0, 2)]
+    # The report's choice with no sweep: +-the largest default shift (16 // 4 = 4), through 0.
+    assert shifts == [[-4, -4], [-2, -2], [0, 0], [2, 2], [4, 4]]
     _, loaded_info = interp.load(path)
-    x, y = loaded_info.recipe.sample(3)
+    _, y, _ = examples(loaded_info, None, 300, 0)  # the report's draw: its sample 2 is ours
     assert data["sample"]["label"] == int(y[2])
     zero = shifts.index([0, 0])
     assert data["attribution"]["pearson"][0][zero] == pytest.approx(1.0)
-    assert shift(x, (0, 0)).shape == (3, 1, 16, 16)
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--index", "5"], "`--index` 5 is out of range: .* holds 5 samples \\(0..4\\)"),
-        (["--index", "-1"], "`--index` -1 is negative"),
+        (["--index", "5"], "`--index` 5 is out of range: the examples are numbered 0..4"),
+        (["--index", "-1"], "'--index': -1 is not in the range x>=0"),
         (["--index", "0", "--method", "saliency", "--steps", "5"], "`--steps` applies to path"),
         (["--index", "0", "--target", "7"], "`target` 7 is out of range .* 3 classes"),
         (["--index", "0", "--shifts", "a:b"], "`shifts` 'a:b' is not a shift spec"),

@@ -123,7 +123,7 @@ def test_default_out_dir_is_reports_model_stem(files, tmp_path, monkeypatch):
     assert (tmp_path / "reports" / "pooled" / "report.html").is_file()
     again = run(["report", files["pooled"], "--quiet"])
     assert again.exit_code == 2
-    assert again.output.startswith("Error: `out` ") and "--force" in again.output
+    assert again.output.startswith("Error: `--out` ") and "--force" in again.output
     assert run(["report", files["pooled"], "--quiet", "--force"]).exit_code == 0
 
 
@@ -139,7 +139,7 @@ def _bad(files: dict[str, Path], tmp_path: Path) -> dict[str, tuple[list[object]
         "zero samples": (["report", m, "--samples", "0"], "--samples"),
         "data does not fit": (["report", m, "--data", wrong], str(wrong)),
         "unknown method": (["report", m, "--data", files["data"], "--method", "nope"],
-                           "`method` 'nope'"),
+                           "'--method': 'nope' is not one of"),
         "out is a file": (["report", m, "--out", a_file], "a_file"),
         "no cuda": (["report", m, "--device", "cuda"], "cuda"),
         "one model to compare": (["compare", m], "at least two"),

@@ -1,0 +1,94 @@
+"""SIGINT/SIGTERM through a real `interp` process: one line, exit 130/143, nothing left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch import nn
+
+import interp
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+
+ENTRY = "from interp.cli.main import main; main()"  # what the console script runs
+
+
+def _caught(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (SigCgt in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def _wait_until(proc: subprocess.Popen, ready) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 60  # a bound on a hung child, not a timing assertion
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "child never got there"
+        time.sleep(0.005)
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:  # type: ignore[type-arg]
+    return subprocess.Popen([sys.executable, "-c", ENTRY, *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+@pytest.fixture
+def long_sweep(tmp_path: Path) -> list[str]:
+    """A sweep that runs for a good while: brute force, many examples and shifts."""
+    model = nn.Sequential(nn.Conv1d(1, 4, 7, padding=3), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 64, 3))  # fmt: skip
+    interp.save(model, tmp_path / "m.pt", meta={"input_shape": [1, 64]})
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((20000, 1, 64), np.float32),
+             y=rng.integers(0, 3, 20000))  # fmt: skip
+    return ["sweep", "m.pt", "--data", "d.npz", "--samples", "20000", "--engine", "brute",
+            "--shifts", "-63:63:1"]  # fmt: skip
+
+
+def test_sigint_during_start_up_is_one_line_and_130(tmp_path, long_sweep):
+    proc = _start(long_sweep, tmp_path)
+    # The handlers are in place (SIGTERM caught) while imports are still running.
+    _wait_until(proc, lambda: _caught(proc.pid, signal.SIGTERM))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err == "Interrupted.\n" and out == ""
+
+
+def test_sigterm_mid_run_is_one_line_and_143(tmp_path, long_sweep):
+    proc = _start(long_sweep, tmp_path)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    _wait_until(proc, lambda: "libtorch" in maps.read_text())  # torch is loaded: running
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err == "Interrupted.\n" and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz", "m.pt"]  # nothing left
+
+
+def test_sigterm_while_writing_a_report_leaves_no_temporary(tmp_path):
+    model = nn.Sequential(nn.Conv1d(1, 2, 5, padding=2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 32, 2))  # fmt: skip
+    interp.save(model, tmp_path / "m.pt", meta={"input_shape": [1, 32]})
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((40, 1, 32), np.float32), y=rng.integers(0, 2, 40))
+    proc = _start(["report", "m.pt", "--data", "d.npz", "--out", "out", "--quiet"], tmp_path)
+    _wait_until(proc, lambda: "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text())
+    time.sleep(0.5)  # somewhere in the analyses or the write; either must clean up
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if proc.returncode == 0:  # finished first: the whole report, nothing else
+        assert left == ["d.npz", "m.pt", "out"]
+    else:
+        assert proc.returncode == 143 and err.endswith("Interrupted.\n"), err
+        assert left in (["d.npz", "m.pt"], ["d.npz", "m.pt", "out"]), left
