@@ -34,14 +34,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from interp.sweep.per_layer_result import Equivariance, LayerEquivariance, findings
 from interp._guard import inspecting
 from interp._util import model_device
 from interp.errors import InterpError
-from interp.hooks import record
-from interp.shifts import Shift, check_mode, normalize_shifts, shift
 from interp.geometry.core import Layer, Structure, strided_layers
 from interp.geometry.core import structure as _structure
+from interp.geometry.graph import geometry
+from interp.shifts import Shift, check_mode, normalize_shifts, shift
+from interp.sweep.per_layer_result import Equivariance, LayerEquivariance, findings
 
 __all__ = ["Equivariance", "LayerEquivariance", "equivariance"]
 
@@ -56,6 +56,8 @@ class _Sums:
     used: bool = False
 
     def add(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        if a.numel() == 0:  # no interior position: nothing measured
+            return
         a, b = a.double(), b.double()
         self.diff += float(((a - b) ** 2).sum())
         self.a += float((a**2).sum())
@@ -69,15 +71,24 @@ class _Sums:
         return (self.diff / den) ** 0.5 if den > 0 else 0.0
 
 
-def interior(lay: Layer, size: Sequence[int], s: Sequence[int], q: Sequence[int]) -> torch.Tensor:
+def interior(
+    lay: Layer,
+    size: Sequence[int],
+    s: Sequence[int],
+    q: Sequence[int],
+    positions: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Bool mask (*P) of positions ``j`` of ``lay`` where ``f(T_s x)[j] = f(x)[j - q]`` must
     hold for an equivariant stack: the receptive field of ``j`` is inside the input
-    (length ``size``) before and after the shift, and so is that of ``j - q``."""
+    (length ``size``) before and after the shift, and so is that of ``j - q``.
+    ``positions``: the map's sizes along the input's spatial axes (default: the output
+    shape after its channel axis)."""
     if lay.stride is None or lay.offset is None or lay.receptive_field is None:
         raise ValueError(f"layer {lay.name!r} has no positions, so no interior")
     masks = []
+    sizes = lay.output_shape[1:] if positions is None else positions
     for p, n, st, off, rf, sa, qa in zip(
-        lay.output_shape[1:], size, lay.stride, lay.offset, lay.receptive_field, s, q, strict=True
+        sizes, size, lay.stride, lay.offset, lay.receptive_field, s, q, strict=True
     ):
         j = torch.arange(p)
         a = j * st - off  # first input position read by j
@@ -100,19 +111,59 @@ def _candidates(s: tuple[int, ...], stride: tuple[int, ...]) -> list[tuple[int, 
     return out
 
 
-def _plan(geo: Structure) -> list[tuple[Layer, Layer | None]]:
-    """Each layer with the layer whose geometry its output has (None: no positions)."""
-    plan: list[tuple[Layer, Layer | None]] = []
-    last: Layer | None = None
+@dataclass(frozen=True)
+class _Site:
+    """One call site to measure: its layer, the layer whose positions its output has
+    (None: none left), and where those positions are in its batched output."""
+
+    lay: Layer
+    geom: Layer | None
+    axes: tuple[int, ...] | None  # tensor axes of the input's spatial axes, input-axis order
+    view: tuple[int, ...] | None  # reshape a flat output to this (batch-free) shape first
+    label: str = ""  # the name reported: the site's, or the tuple-output layer it unpacks
+
+
+def _plan(geo: Structure) -> list[_Site]:
+    """Each call site with a tensor output, with the geometry its output has.
+
+    Positions are found by the graph's axis mapping (an EEG map ``(N, C, T, 1)`` has time
+    on tensor axis -2), so reshapes that only add an axis, permutes and padding layers
+    are measured in their own layout; a Flatten right after a map is viewed back onto it.
+    """
+    if geo.graph is None:
+        raise InterpError(
+            "per-layer equivariance needs the traced graph of the model "
+            "(`structure.graph`), and this structure has none; pass a model interp can trace"
+        )
+    node_geo = geometry(geo.graph)
+    dims = geo.spatial_dims
+    plan: list[_Site] = []
+    last: _Site | None = None
     for lay in geo.layers:
-        if not lay.name or any(lay.name == p[0].name for p in plan):
-            continue  # an unnamed model root, or a module called twice: not recordable
-        many = lay.stride is not None and _numel(lay.output_shape[1:]) > 1
-        geom = lay if many else None
-        if lay.role == "reshape" and last is not None:
-            geom = last if _numel(lay.output_shape) == _numel(last.output_shape) else None
-        plan.append((lay, geom))
-        last = lay if many else last
+        ng = node_geo.get(lay.name)
+        node = geo.graph.node(lay.name) if ng is not None else None
+        if ng is None or node is None or node.output_shape is None or not lay.output_shape:
+            continue  # a tuple output (an LSTM's (out, (h, c))), or no node to capture
+        axes = tuple(ng.axes.get(d) for d in range(dims))
+        many = lay.stride is not None and all(a is not None for a in axes)
+        many = many and _numel([lay.output_shape[a] for a in axes if a is not None]) > 1
+        if many:
+            # An LSTM returns (out, (h, c)): its output is measured at the getitem unpacking it.
+            producer = geo.graph.node(node.inputs[0]) if node.inputs else None
+            label = lay.name
+            if producer is not None and producer.output_shape is None and lay.type.endswith(
+                "getitem"
+            ):
+                label = producer.name
+            site = _Site(lay, lay, tuple(a for a in axes if a is not None), None, label)
+            last = site
+        elif lay.role in ("reshape", "flatten") and last is not None and _numel(
+            lay.output_shape
+        ) == _numel(last.lay.output_shape) and len(lay.output_shape) == 1:
+            site = _Site(lay, last.geom, last.axes, tuple(last.lay.output_shape), lay.name)
+        else:
+            site = _Site(lay, None, None, None, lay.name)
+        plan.append(site)
     return plan
 
 
@@ -161,32 +212,25 @@ def equivariance(
     x = x.to(model_device(model))
     geo = structure if structure is not None else _structure(model, x[:1])
     plan = _plan(geo)
-    names = [lay.name for lay, _ in plan]
+    names = [site.lay.name for site in plan]
     size = tuple(int(v) for v in x.shape[2:])
     sums = {n: {k: _Sums() for k in ("full", "inner", "alias", "inv")} for n in names}
     last_stride = (1,) * len(size)
     flat_stride = {}
-    for lay, geom in plan:
-        flat_stride[lay.name] = last_stride if geom is None else geom.stride
+    for site in plan:
+        geom = site.geom
+        flat_stride[site.lay.name] = last_stride if geom is None else geom.stride
         last_stride = geom.stride if geom is not None and geom.stride else last_stride
     with inspecting(model):
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size]
-            base = _record(model, names, xb)
+            base = _record(geo, plan, xb)
             for s in shift_list:
-                moved = _record(model, names, shift(xb, s, mode))
-                for lay, geom in plan:
-                    _compare(
-                        sums[lay.name],
-                        base[lay.name],
-                        moved[lay.name],
-                        lay,
-                        geom,
-                        s,
-                        mode,
-                        size,
-                        flat_stride[lay.name],
-                    )
+                moved = _record(geo, plan, shift(xb, s, mode))
+                for site in plan:
+                    name = site.lay.name
+                    _compare(sums[name], base[name], moved[name], site, s, mode, size,
+                             flat_stride[name])  # fmt: skip
     results = _results(plan, sums, geo, tolerance)
     first = next((r.name for r in results if r.breaks), None)
     strided = {lay.name for lay in strided_layers(geo)}
@@ -203,43 +247,57 @@ def equivariance(
     )
 
 
-def _record(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    with record(model, names, device=x.device) as rec:
-        model(x)
-    return {n: rec[n] for n in names}
+def _record(geo: Structure, plan: list[_Site], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each site's output on ``x``, by call site (two calls of a module are two sites):
+    (N, C, *P) with positions last for sites with positions, (N, F) otherwise."""
+    assert geo.graph is not None
+    _, caps = geo.graph.run(x, capture=[site.lay.name for site in plan])
+    out = {}
+    for site in plan:
+        t = caps[site.lay.name]
+        if site.view is not None:
+            t = t.reshape(t.shape[0], *site.view)
+        if site.axes is not None:
+            nd = t.dim()
+            spatial = [a % nd for a in site.axes]
+            others = [d for d in range(1, nd) if d not in spatial]
+            t = t.permute(0, *others, *spatial)
+            t = t.reshape(t.shape[0], -1, *t.shape[t.dim() - len(spatial) :])
+        else:
+            t = t.reshape(t.shape[0], -1)
+        out[site.lay.name] = t
+    return out
 
 
 def _compare(
     sums: dict[str, _Sums],
     base: torch.Tensor,
     moved: torch.Tensor,
-    lay: Layer,
-    geom: Layer | None,
+    site: _Site,
     s: Shift,
     mode: str,
     size: tuple[int, ...],
     stride: tuple[int, ...] | None,
 ) -> None:
-    """Add one shift's errors for one layer: base/moved are its outputs (N, ...)."""
+    """Add one shift's errors for one site: base/moved are its outputs, (N, C, *P) or (N, F)."""
+    geom = site.geom
     s_t = s if isinstance(s, tuple) else (s,)
     if geom is None:
         multiple = stride is None or all(a % st == 0 for a, st in zip(s_t, stride, strict=True))
         sums["inv" if multiple else "alias"].add(moved, base)
         return
     assert geom.stride is not None
-    shape = (base.shape[0], *geom.output_shape)
-    base, moved = base.reshape(shape), moved.reshape(shape)  # (N, C, *P)
     cands = _candidates(s_t, geom.stride)
     if len(cands) == 1:
         q = cands[0]
         q_shift: Shift = (q[0], q[1]) if len(q) == 2 else q[0]
         sums["full"].add(moved, shift(base, q_shift, mode))
-        mask = interior(geom, size, s_t, q)
+        mask = interior(geom, size, s_t, q, base.shape[2:])
         sums["inner"].add(moved[..., mask], base.roll(q, tuple(range(2, base.dim())))[..., mask])
         return
     best: _Sums | None = None
     for q in cands:
-        mask = interior(geom, size, s_t, q)
+        mask = interior(geom, size, s_t, q, base.shape[2:])
         trial = _Sums()
         trial.add(moved[..., mask], base.roll(q, tuple(range(2, base.dim())))[..., mask])
         if best is None or (trial.value() or 0.0) < (best.value() or 0.0):
@@ -251,24 +309,30 @@ def _compare(
 
 
 def _results(
-    plan: list[tuple[Layer, Layer | None]],
+    plan: list[_Site],
     sums: dict[str, dict[str, _Sums]],
     geo: Structure,
     tolerance: float,
 ) -> tuple[LayerEquivariance, ...]:
     out = []
-    for lay, geom in plan:
+    for site in plan:
+        lay, geom = site.lay, site.geom
         s = sums[lay.name]
         inner, alias, inv = s["inner"].value(), s["alias"].value(), s["inv"].value()
         if geom is not None:
             breaks = None if inner is None else inner > tolerance
+            if inner is None and lay.equivariant is False:
+                # No interior (a recurrent layer sees every earlier position): its own
+                # full error decides, as the graph already says it mixes positions.
+                full = s["full"].value()
+                breaks = None if full is None else full > tolerance
         else:
             position_specific = lay.equivariant is False
             breaks = None if inv is None else (inv > tolerance and position_specific)
         out.append(
             LayerEquivariance(
-                name=lay.name,
-                type=lay.type,
+                name=site.label or lay.name,
+                type=geo.graph.node(site.label).target if site.label != lay.name else lay.type,
                 role=lay.role,
                 stride=geom.stride if geom is not None else None,
                 positions=geom is not None,

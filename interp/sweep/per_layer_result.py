@@ -108,22 +108,31 @@ def findings(
     by_name = {r.name: r for r in results}
     out: list[str] = []
     output = results[-1] if results else None
+    head = geo.head
+    head_sites = {n for n in (head.linear, getattr(head, "breaks", None)) if n}
     if first is not None:
         r = by_name[first]
         before = _max([q.interior_error for q in results[: results.index(r)] if q.positions])
-        if r.positions:
+        if head.kind == "positional" and (r.name in head_sites or r.interior_error is None):
+            change = r.invariance_error if r.invariance_error is not None else r.error
+            what = (
+                "gives each (kernel, position) its own weight"
+                if r.name == head.linear
+                else "reads positions individually (an index, a recurrence or a classifier "
+                "whose kernel spans the map)"
+            )
+            out.append(
+                f"Equivariance first breaks at layer {r.name!r} ({r.type}), the positional "
+                f"head: every layer before it moves its features with the input (interior "
+                f"error at most {pct(before)}), but {r.name!r} {what}, so its output changes "
+                f"by {pct(change)} under shifts. Global pooling before the head, or training "
+                "on shifted inputs, fixes it."
+            )
+        elif r.positions:
             out.append(
                 f"Equivariance first breaks at layer {r.name!r} ({r.type}): away from padding "
                 f"and wrap-around, its output for a shifted input differs from its shifted "
                 f"output by {pct(r.interior_error)} (tolerance {tolerance:g})."
-            )
-        elif r.name == geo.head.linear and geo.head.kind == "positional":
-            out.append(
-                f"Equivariance first breaks at layer {r.name!r} ({r.type}), the positional head: "
-                f"every layer before it moves its features with the input (interior error at "
-                f"most {pct(before)}), but {r.name!r} gives each (kernel, position) its own "
-                f"weight, so its output changes by {pct(r.invariance_error)} under shifts. "
-                "Global pooling before the head, or training on shifted inputs, fixes it."
             )
         else:
             out.append(
@@ -138,10 +147,18 @@ def findings(
             f"tolerance {tolerance:g})."
         )
         if output is not None and not output.positions and output.invariance_error is not None:
-            text += (
-                f" The output changes by {pct(output.invariance_error)} under shifts that are "
-                "multiples of the stride: boundary effects (padding, wrap-around), not the head."
-            )
+            if head.kind == "positional":  # never blamed on the borders
+                text += (
+                    f" The output changes by {pct(output.invariance_error)} under shifts that "
+                    "are multiples of the stride: the head is positional (each position has "
+                    "its own weight), so that change is the head's."
+                )
+            else:
+                text += (
+                    f" The output changes by {pct(output.invariance_error)} under shifts that "
+                    "are multiples of the stride: boundary effects (padding, wrap-around), "
+                    "not the head."
+                )
         out.append(text)
     if aliasing:
         names = ", ".join(

@@ -151,7 +151,7 @@ def test_model_restored_when_the_forward_raises(positional_1d):
 
     handle = positional_1d[5].register_forward_pre_hook(boom)
     positional_1d.train()
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises((RuntimeError, InterpError), match="boom"):  # graph.run names the input
         equivariance(positional_1d, torch.randn(2, 1, 64), [1, 2])
     handle.remove()
     assert positional_1d.training and no_hooks_left(positional_1d)
