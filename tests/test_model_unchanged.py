@@ -345,7 +345,9 @@ def test_analysis_leaves_model_unchanged(analysis: str, case_name: str) -> None:
         assert_same(before, snapshot(model, tensors), "after the analysis")
     forwards = hooks.calls["bn"]
     assert forwards > 0, "the analysis never ran the model"
-    assert hooks.calls["pre"] >= forwards  # the user's hooks stayed live during the run
+    # the user's hooks stayed live during the run; structure() also evaluates the traced
+    # graph, which calls the submodules (firing their hooks) but not the root module
+    assert hooks.calls["pre"] > 0
 
     # 2. a user hook raises halfway through the forwards, caller under no_grad
     model, hooks = prepared(case)
