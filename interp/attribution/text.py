@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from interp._util import fmt_shift, json_float
 from interp.plots._style import shift_to_units
 
 if TYPE_CHECKING:
@@ -35,15 +36,11 @@ _LABELS = {
 }
 
 
-def _num(value: float) -> float | None:
-    return float(value) if math.isfinite(float(value)) else None
-
-
 def _grid(t: torch.Tensor | None) -> Any:
     if t is None:
         return None
     if t.dim() == 0:
-        return _num(t.item()) if t.is_floating_point() else int(t.item())
+        return json_float(t.item()) if t.is_floating_point() else int(t.item())
     return [_grid(row) for row in t]
 
 
@@ -111,12 +108,7 @@ def _unit(c: AttributionComparison) -> str:
 
 def _fmt_shift(c: AttributionComparison, s: Any) -> str:
     """'+1000 bins' or '+50 nm' (through the axis step); '(dy, dx) = (+2, -3) px' in 2D."""
-    if isinstance(s, tuple):
-        steps = [shift_to_units([v], c.axis_meta(i) if c.axis and i < len(c.axis) else None)[0]
-                 for i, v in enumerate(s)]  # fmt: skip
-        return f"(dy, dx) = ({steps[0]:+g}, {steps[1]:+g}) {_unit(c)}"
-    value = shift_to_units([s], c.axis_meta(0))[0]
-    return f"{value:+g} {_unit(c)}"
+    return fmt_shift(s, _axes(c))
 
 
 def _moved(c: AttributionComparison) -> list[int]:
