@@ -192,6 +192,14 @@ def _fake_engine(monkeypatch, fast_logits):
     mod.Unsupported = Unsupported
     mod.fast_logits = lambda *a: fast_logits(Unsupported, *a)
     monkeypatch.setitem(sys.modules, "interp.sweep.engine.core", mod)
+    graph = types.ModuleType("interp.sweep.engine.graph")  # the graph engine refuses
+    graph.Unsupported = Unsupported
+
+    def refuse(*_a, **_k):
+        raise Unsupported("stand-in graph engine")
+
+    graph.graph_logits = refuse
+    monkeypatch.setitem(sys.modules, "interp.sweep.engine.graph", graph)
 
 
 def test_engine_fast_is_used_and_falls_back_with_the_reason(positional_1d, monkeypatch):

@@ -21,12 +21,23 @@ from torch import nn
 from interp._guard import inspecting
 from interp._util import model_device
 from interp.errors import InterpError
-from interp.shifts import Shift, check_mode, shift_many
 from interp.geometry.core import Structure, structure
+from interp.shifts import Shift, check_mode, shift_many
 
 ENGINES = ("auto", "fast", "brute")
 _BUDGET_BYTES = 256 * 2**20  # activations of one brute-force forward, roughly
 _FAST_SAMPLES = 64  # samples per fast-engine call
+_REASONS = {
+    "chain": "exact fast engine: cross-correlation of feature maps with the head",
+    "graph": "exact fast engine over the traced graph: the trunk once per sample and "
+    "stride phase, border positions from crops, the model's own head per shift",
+}
+
+
+def _graph_unsupported() -> tuple[type[Exception], ...]:
+    """The graph engine's Unsupported, where it is importable (a stand-in core may hide it)."""
+    graph = sys.modules.get("interp.sweep.engine.graph")
+    return (graph.Unsupported,) if graph is not None else ()
 
 
 def default_batch_size(geo: Structure) -> int:
@@ -124,6 +135,7 @@ class LogitStream:
         self.reason = "brute force asked for (engine='brute')"
         self._asked = engine
         self._try_fast = engine != "brute"
+        self._which: str | None = None  # the fast engine that worked on the first batch
 
     def chunks(self, x: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(start, logits (b, S, K))`` over pieces of ``x`` (B, C, *spatial)."""
@@ -145,17 +157,33 @@ class LogitStream:
 
     def _fast(self, xb: torch.Tensor) -> torch.Tensor | None:
         engine = importlib.import_module("interp.sweep.engine.core")  # a missing one raises
-        try:
-            with inspecting(self.model):
-                out = engine.fast_logits(self.model, self.geo, xb, self.shifts, self.mode)
-        except engine.Unsupported as exc:
-            self._fallback(f"the fast engine does not apply: {exc}")
-            return None
-        self.engine = "fast"
-        self.reason = "exact fast engine: cross-correlation of feature maps with the head"
-        if self.bar is not None:
-            self.bar.update(xb.shape[0] * len(self.shifts))
-        return out.detach().cpu()
+        # The chain engine's FFT head is what makes a positional Flatten -> Linear fast; for
+        # every other head the graph engine (trunk once, the model's own head per shift) is
+        # as exact and, with its crop-based borders, faster on the chains it also covers.
+        chain_first = self.geo.head.kind == "positional" and self.geo.head.linear is not None
+        order = ["chain", "graph"] if chain_first else ["graph", "chain"]
+        if self._which is not None:
+            order = [self._which]
+        reasons = []
+        for which in order:
+            try:
+                with inspecting(self.model):
+                    if which == "chain":
+                        out = engine.fast_logits(self.model, self.geo, xb, self.shifts, self.mode)
+                    else:
+                        graph = importlib.import_module("interp.sweep.engine.graph")
+                        out = graph.graph_logits(self.model, xb, self.shifts, self.mode)
+            except (engine.Unsupported, *_graph_unsupported()) as exc:
+                reasons.append(f"{which} engine: {exc}")
+                continue
+            self._which = which
+            self.engine = "fast"
+            self.reason = _REASONS[which]
+            if self.bar is not None:
+                self.bar.update(xb.shape[0] * len(self.shifts))
+            return out.detach().cpu()
+        self._fallback("the fast engine does not apply (" + "; ".join(reasons) + ")")
+        return None
 
     def _fallback(self, reason: str) -> None:
         self._try_fast = False
