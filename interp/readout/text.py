@@ -3,7 +3,7 @@ connectivity section), footprints, decompositions and shift explanations."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -43,10 +43,25 @@ def class_sentences(conn: Connectivity) -> list[str]:
             f"Class {c.name!r} relies most on {_kernels(c)}, by weight." for c in conn.per_class
         ]
         return out
-    out = [
-        f"The head Linear {conn.linear!r} gives each class its own weight for each of the "
-        f"{channels} kernels x {n_pos} positions of layer {conn.reads!r}."
-    ]
+    what = "head Linear" if conn.classifier_type == "Linear" else (
+        "classifier conv" if "Conv" in conn.classifier_type else "head classifier"
+    )
+    if conn.order == "exact":
+        out = [
+            f"The {what} {conn.linear!r} gives each class its own weight for each of the "
+            f"{channels} kernels x {n_pos} positions of layer {conn.reads!r} (the exact "
+            "Jacobian of the head, which is affine in that map)."
+        ]
+    else:
+        out = [
+            f"The head from layer {conn.reads!r} to the logits is positional but not affine "
+            f"(classifier {conn.linear!r}), so these weights are first-order: the head's "
+            f"gradient for each of the {channels} kernels x {n_pos} positions, averaged over "
+            "the samples given; gradient x activation per position approximates each "
+            "class's evidence, not exactly."
+        ]
+    if conn.logits_note:
+        out.append(f"The logits explained are {conn.logits_note}.")
     bound = f"+-{conn.init_bound:.2g}"
     for c in conn.per_class:
         assert c.peak_position is not None and c.centre_of_mass is not None
@@ -60,13 +75,11 @@ def class_sentences(conn: Connectivity) -> list[str]:
                 f". Its {_footprint(g, *c.footprint, c.area_inside)} and holds "
                 f"{c.mass_inside:.0%} of its weight mass"
             )
-            if 0 < c.area_inside < 1 and c.mass_inside < 1:
-                ratio = (c.mass_inside / c.area_inside) / (
-                    (1 - c.mass_inside) / (1 - c.area_inside)
-                )
+            ratio = inside_ratio(c)
+            if ratio is not None:
                 s += f": its weights are {ratio:.1f}x larger inside than outside, on average"
             out.append(s + ".")
-            if c.outside_in_init is not None:
+            if c.outside_in_init is not None and conn.order == "exact" and conn.init_bound > 0:
                 out.append(
                     f"Outside the footprint the training data of {c.name!r} left the activations "
                     "at background level, so those weights were shaped only by background; "
@@ -75,6 +88,8 @@ def class_sentences(conn: Connectivity) -> list[str]:
                 )
         elif conn.footprint is not None:
             out.append(s + f"; no data of class {c.name!r} rose above background.")
+        elif conn.order != "exact" or conn.init_bound <= 0:
+            out.append(s + "; pass data to measure the training footprint.")
         else:
             untrained = c.untrained or 0.0
             where = ", ".join(g.span((a,), (b,)) for a, b in c.untrained_runs)
@@ -120,6 +135,7 @@ def decomposition_sentences(d: Decomposition) -> list[str]:
             f"Sample {n}: the logit of class {k}, the highest, is {logit:.2f} = bias {bias:+.2f} "
             f"{logit - bias:+.2f} from the {d.kind} head's feature map (relative residual at "
             f"most {d.residual:.1e}); its largest contribution comes from {d.grid.at(peak)}."
+            + (f" The logits are {d.logits_note}." if d.logits_note else "")
         )
     return out
 
@@ -215,3 +231,12 @@ def shift_sentences(e: ShiftExplanation) -> list[str]:
     if e.footprint is None and e.kind == "positional":
         out.append("Pass `connectivity` computed with data to compare with the training footprint.")
     return out
+
+
+def inside_ratio(c: Any) -> float | None:
+    """Mean |weight| inside a class's footprint over the mean outside (report.json
+    ``connectivity.per_class[].inside_ratio``; the connectivity sentence quotes it)."""
+    mass, area = c.mass_inside, c.area_inside
+    if mass is None or area is None or not (0 < area < 1 and mass < 1):
+        return None
+    return float((mass / area) / ((1 - mass) / (1 - area)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from interp.reporting.formatting import fmt_shift, pct, size
+from interp.reporting.choose import collapse, lowest, telling_shift
+from interp.reporting.formatting import fmt_extent, fmt_shift, pct, size
 
 
 def _units(values: Sequence[float], axis: Any) -> list[float]:
@@ -83,18 +84,95 @@ def _zero_index(shifts: Sequence[Any]) -> int:
     return min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
 
 
-def sweep_sentences(data: Mapping[str, Any], axis: Any) -> list[str]:
+def telling_sentence(data: Mapping[str, Any], axis: Any) -> str:
+    """How the telling shift (``sweep.telling``) was chosen, with its tie rule."""
+    t = data["telling"]
+    shift = fmt_shift(t["shift"], axis)
+    if t["chosen_as"] != "lowest accuracy":
+        return f"The report explains {shift}, {t['rule']}."
+    ties = (
+        f" {t['tied']} of the {len(data['shifts'])} shifts share that accuracy; the report "
+        f"explains {shift}, chosen as {t['rule']}."
+        if t["tied"] > 1
+        else f" The report explains that shift, {shift}."
+    )
+    return f"Accuracy is lowest, {pct(t['accuracy'])}, at {shift}.{ties}"
+
+
+def collapse_sentence(data: Mapping[str, Any], axis: Any,
+                      winners: Sequence[str] = ()) -> str | None:  # fmt: skip
+    """The collapse onto one class (``sweep.collapse``), or None when there is none.
+
+    ``winners``: the classes that win in the explained samples; when they are all the
+    collapse class the sentence says so (its weights are where the activations land).
+    """
+    c = data.get("collapse")
+    if not c:
+        return None
+    name = c["class"]
+    where = ""
+    if c.get("all_from"):
+        dims = 2 if isinstance(data["shifts"][0], (list, tuple)) else 1
+        where = (
+            f" At {fmt_extent(c['all_from'], axis, dims)} and beyond, every one of the "
+            f"{data['n']} samples is predicted '{name}'."
+        )
+    why = ""
+    if winners and all(w == name for w in winners):
+        why = (
+            f" '{name}' is also the class that wins in every sample explained above: its "
+            "weights are the largest where the shifted activations land."
+        )
+    return (
+        f"Shifted samples collapse onto one class: at the {c['failing_shifts']} shifts where "
+        f"accuracy drops, {pct(c['share'])} of the predictions are '{name}'.{where}{why}"
+    )
+
+
+def consistency_sentence(data: Mapping[str, Any]) -> str | None:
+    """Consistency next to what a constant predictor, and the collapse alone, give."""
+    value = data.get("consistency")
+    if not isinstance(value, (int, float)):
+        return None
+    c = data.get("collapse")
+    text = (
+        f"Consistency (two different shifts of an input get the same predicted class, Zhang "
+        f"2019) is {pct(value)}; a constant predictor, one class for every input, scores "
+        f"{pct(1.0)} on the same shifts, so consistency alone does not show that predictions "
+        "are right."
+    )
+    if c and c.get("consistency_floor") is not None:
+        text += (
+            f" The collapse onto '{c['class']}' alone forces at least "
+            f"{pct(c['consistency_floor'])} of it: pairs of shifts at which both predictions "
+            f"are '{c['class']}'."
+        )
+    return text
+
+
+def _with_choices(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep dict with ``telling`` and ``collapse`` (as the report stores them)."""
+    out = dict(data)
+    if "telling" not in out:
+        out["telling"] = telling_shift(out)
+    if "collapse" not in out:
+        out["collapse"] = collapse(out)
+    return out
+
+
+def sweep_sentences(data: Mapping[str, Any], axis: Any, winners: Sequence[str] = ()) -> list[str]:
+    data = _with_choices(data)
     shifts, acc = data["shifts"], data["accuracy"]
     prob = data["mean_true_probability"]
     i0 = _zero_index(shifts)
-    lo = min(range(len(acc)), key=lambda i: (acc[i], i))
     out = [
         f"{data['n']} samples, each shifted by {len(shifts)} shifts from "
         f"{fmt_shift(shifts[0], axis)} to {fmt_shift(shifts[-1], axis)} ({data['mode']} mode). "
-        f"Accuracy is {pct(acc[i0])} at {fmt_shift(shifts[i0], axis)} and lowest, "
-        f"{pct(acc[lo])}, at {fmt_shift(shifts[lo], axis)}; the mean probability of the true "
-        f"class goes from {pct(prob[i0])} to {pct(min(prob))}."
+        f"Accuracy is {pct(acc[i0])} at {fmt_shift(shifts[i0], axis)}; the mean probability of "
+        f"the true class is {pct(prob[i0])} there and {pct(min(prob))} at its lowest.",
+        telling_sentence(data, axis),
     ]
+    out += [s for s in (collapse_sentence(data, axis, winners), consistency_sentence(data)) if s]
     if data.get("engine_reason"):
         out.append(f"How the logits of every (sample, shift) were computed: "
                    f"{data['engine_reason']}.")  # fmt: skip
@@ -104,8 +182,8 @@ def sweep_sentences(data: Mapping[str, Any], axis: Any) -> list[str]:
 
 
 def sweep(data: Mapping[str, Any], axis: Any) -> str:
-    shifts, acc = data["shifts"], data["accuracy"]
-    lo = min(range(len(acc)), key=lambda i: (acc[i], i))
+    data = _with_choices(data)
+    t = data["telling"]
     band = (
         " The shaded band is the range of offsets seen in training."
         if data.get("train_range")
@@ -113,17 +191,22 @@ def sweep(data: Mapping[str, Any], axis: Any) -> str:
     )
     return (
         f"Accuracy and mean true-class probability versus shift.{band} Look at where the "
-        f"curves leave their shift-0 level: accuracy reaches its lowest, {pct(acc[lo])}, at "
-        f"{fmt_shift(shifts[lo], axis)}."
+        f"curves leave their shift-0 level: accuracy reaches its lowest, {pct(t['accuracy'])}, "
+        + (f"at {t['tied']} shifts, the smallest in size {fmt_shift(t['shift'], axis)}."
+           if t["tied"] > 1 else f"at {fmt_shift(t['shift'], axis)}.")
+        if t["chosen_as"] == "lowest accuracy"
+        else f"Accuracy and mean true-class probability versus shift.{band} Accuracy stays "
+        "within the tolerance of its shift-0 level."
     )
 
 
 def per_class(data: Mapping[str, Any], axis: Any) -> str:
     worst = []
     for name, row in zip(data["classes"], data["per_class_accuracy"], strict=True):
-        vals = [(v, i) for i, v in enumerate(row) if v is not None]
-        if vals:
-            v, i = min(vals)
+        have = [i for i, v in enumerate(row) if v is not None]
+        if have:
+            i = have[lowest([row[j] for j in have], [data["shifts"][j] for j in have])]
+            v = row[i]
             worst.append(f"'{name}' {pct(v)} at {fmt_shift(data['shifts'][i], axis)}")
     low = "; ".join(worst)
     return (

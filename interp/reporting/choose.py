@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from interp._util import ACCURACY_TOLERANCE
-from interp.reporting.formatting import size
 from interp.geometry.core import Structure
+from interp.reporting.formatting import size
 
 
 def _as_shift(shift: Any) -> Any:
@@ -27,21 +27,132 @@ def dropped(sweep: Mapping[str, Any]) -> bool:
     return min(acc) < acc[i0] - float(sweep.get("tolerance") or ACCURACY_TOLERANCE)
 
 
-def telling(sweep: Mapping[str, Any]) -> Any:
-    """The shift to explain: where accuracy is lowest (smallest such shift), if it drops.
+TELLING_RULE = (
+    "the shift with the lowest accuracy; where several shifts tie at that accuracy, the "
+    "smallest of them in size, and of a tied -s and +s the negative one"
+)
+LARGEST_RULE = "the largest swept shift (accuracy stays within the tolerance of shift 0)"
 
-    When accuracy never leaves the tolerance of shift 0 the largest swept shift
-    is used instead: it shows what keeps the prediction.
+
+def lowest(values: Sequence[float], shifts: Sequence[Any]) -> int:
+    """Index of the lowest value; ties go to the smallest |shift|, then the negative one.
+
+    The one tie rule of a report: every sentence, caption and figure that names "the
+    shift where X is lowest" uses it, so they all name the same shift.
+
+    >>> lowest([0.25, 1.0, 0.25, 0.25], [-4, 0, 2, -2])
+    3
+    """
+    return min(range(len(values)), key=lambda i: (float(values[i]), size(shifts[i]),
+                                                 _signed_key(shifts[i]), i))  # fmt: skip
+
+
+def _signed_key(shift: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in shift) if isinstance(shift, (list, tuple)) else (int(shift),)
+
+
+def telling_shift(sweep: Mapping[str, Any]) -> dict[str, Any]:
+    """The telling shift of a sweep, as ``report.json``'s ``sweep.telling`` stores it.
+
+    Every section (verdict, explanation, sweep text and captions, attribution) quotes
+    this one field. ``rule`` is the sentence the report prints to say how it was chosen;
+    ``tied`` counts the shifts that share its accuracy.
+
+    >>> t = telling_shift({"shifts": [-2, 0, 2], "accuracy": [0.4, 1.0, 0.4], "tolerance": 0.05})
+    >>> t["shift"], t["accuracy"], t["tied"], t["chosen_as"]
+    (-2, 0.4, 2, 'lowest accuracy')
+    """
+    shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
+    if dropped(sweep):
+        best, chosen_as, rule = lowest(acc, shifts), "lowest accuracy", TELLING_RULE
+    else:
+        best = min(range(len(acc)), key=lambda i: (-size(shifts[i]), _signed_key(shifts[i]), i))
+        chosen_as, rule = "largest shift", LARGEST_RULE
+    shift = _as_shift(shifts[best])
+    tied = [i for i, a in enumerate(acc) if a == acc[best]]
+    return {
+        "shift": list(shift) if isinstance(shift, tuple) else shift,
+        "index": best,
+        "accuracy": acc[best],
+        "chosen_as": chosen_as,
+        "rule": rule,
+        "tied": len(tied) if chosen_as == "lowest accuracy" else 1,
+    }
+
+
+def telling(sweep: Mapping[str, Any]) -> Any:
+    """The shift to explain (:func:`telling_shift`): read from ``sweep["telling"]`` when
+    the report stored it, else chosen by the same rule.
 
     >>> telling({"shifts": [-2, 0, 2], "accuracy": [0.4, 1.0, 0.4], "tolerance": 0.05})
     -2
     """
+    entry = sweep.get("telling") or telling_shift(sweep)
+    return _as_shift(entry["shift"])
+
+
+COLLAPSE_SHARE = 0.5  # "most": more than half the predictions at the failing shifts
+
+
+def collapse(sweep: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Whether the shifts where accuracy drops send most samples to one class.
+
+    From the sweep's confusion (``[shift][true][predicted]`` counts): the class predicted
+    most often over the failing shifts (accuracy more than the tolerance below shift 0),
+    its share of those predictions, the share at every shift, and ``all_from``: the
+    smallest |shift| from which every swept shift at least that large sends every sample
+    to it (None when no such tail exists). ``consistency_floor`` is the part of the
+    consistency the collapse alone forces: over ordered pairs of distinct shifts s, s',
+    at least ``max(0, f_s + f_s' - 1)`` of the samples are predicted the class at both
+    (Frechet's bound), averaged exactly over the same pairs the consistency counts. A
+    constant predictor scores a consistency of 1 on any shifts.
+
+    Returns None without a confusion, without a drop, or when no class has most of the
+    failing predictions.
+
+    >>> c = collapse({"shifts": [-1, 0, 1], "accuracy": [0.5, 1.0, 0.5], "tolerance": 0.05,
+    ...     "classes": ["a", "b"], "confusion": [[[0, 1], [0, 1]], [[1, 0], [0, 1]],
+    ...                                          [[0, 1], [0, 1]]]})
+    >>> c["class"], c["share"], c["all_from"], round(c["consistency_floor"], 4)
+    ('b', 1.0, 1, 0.6667)
+    """
+    confusion = sweep.get("confusion")
+    if not confusion or not dropped(sweep):
+        return None
     shifts, acc = list(sweep["shifts"]), [float(a) for a in sweep["accuracy"]]
-    if dropped(sweep):
-        best = min(range(len(acc)), key=lambda i: (acc[i], size(shifts[i]), i))
-    else:
-        best = min(range(len(acc)), key=lambda i: (-size(shifts[i]), i))
-    return _as_shift(shifts[best])
+    i0 = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
+    tol = float(sweep.get("tolerance") or ACCURACY_TOLERANCE)
+    failing = [i for i, a in enumerate(acc) if a < acc[i0] - tol]
+    counts = torch.tensor(confusion, dtype=torch.float64)  # (S, K, K) [shift][true][pred]
+    n = counts[0].sum()
+    predicted = counts.sum(1)  # (S, K) samples predicted each class, per shift
+    over_failing = predicted[failing].sum(0)  # (K,)
+    c = int(over_failing.argmax())
+    share = float(over_failing[c] / over_failing.sum())
+    if share <= COLLAPSE_SHARE:
+        return None
+    f = predicted[:, c] / n  # (S,) share of samples predicted c at each shift
+    sizes = [size(v) for v in shifts]
+    all_from = None
+    for m in sorted({v for v in sizes if v > 0}, reverse=True):
+        if all(float(f[i]) == 1.0 for i, v in enumerate(sizes) if v >= m):
+            all_from = m
+        else:
+            break
+    s_n = len(shifts)
+    pair = (f[:, None] + f[None, :] - 1).clamp(min=0)  # (S, S) forced agreement on c
+    floor = float((pair.sum() - pair.diagonal().sum()) / (s_n * (s_n - 1))) if s_n > 1 else None
+    classes = list(sweep.get("classes") or [])
+    return {
+        "class": classes[c] if c < len(classes) else str(c),
+        "class_index": c,
+        "share": share,
+        "failing_shifts": len(failing),
+        "share_by_shift": [float(v) for v in f],
+        "all_from": all_from,
+        "constant_consistency": 1.0,
+        "consistency_floor": floor,
+    }
 
 
 def pick_samples(pred: torch.Tensor, y: torch.Tensor, n: int) -> list[int]:

@@ -133,7 +133,9 @@ def _verdicts(names: list[str], dicts: list[dict[str, Any]], axis: Any) -> Secti
         if sweep:
             acc, shifts = sweep["accuracy"], sweep["shifts"]
             z = min(range(len(shifts)), key=lambda i: (size(shifts[i]), i))
-            lo = min(range(len(acc)), key=lambda i: (acc[i], i))
+            from interp.reporting.choose import lowest as lowest_index
+
+            lo = lowest_index(acc, shifts)  # the report's one tie rule
             acc0 = pct(acc[z])
             lowest = f"{pct(acc[lo])} at {fmt_shift(shifts[lo], axis)}"
             if sweep.get("consistency") is not None:

@@ -12,9 +12,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+import markupsafe
 
 from interp._version import __version__
 from interp.reporting.blocks import Section
+from interp.reporting.render_md import CODE
 
 _TEMPLATES = Path(__file__).parent / "templates"
 
@@ -29,10 +31,23 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=False,
         keep_trailing_newline=True,
     )
+    env.filters["text"] = _text
+    env.filters["plain"] = lambda text: CODE.sub(r"\1", text)  # alt text: no markup at all
     env.filters["data_uri"] = lambda png: (
         "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     )
     return env
+
+
+def _text(text: str) -> markupsafe.Markup:
+    """Plain generated text as HTML: escaped, with `name` spans as <code> (no backticks)."""
+    out, last = [], 0
+    for m in CODE.finditer(text):
+        out += [markupsafe.escape(text[last : m.start()]),
+                markupsafe.Markup("<code>%s</code>") % m.group(1)]  # fmt: skip
+        last = m.end()
+    out.append(markupsafe.escape(text[last:]))
+    return markupsafe.Markup("").join(out)
 
 
 def render_html(

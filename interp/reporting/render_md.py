@@ -18,18 +18,32 @@ from interp.reporting.blocks import (
 )
 
 # Characters that would become markup: HTML (a viewer may render it) and emphasis/links.
-_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-_MARKUP = re.compile(r"([\\`*_\[\]#|])")
+# ``>`` is markup only at the start of a line (a quote): "a -> b" stays as written.
+_HTML = {"&": "&amp;", "<": "&lt;"}
+_MARKUP = re.compile(r"([\\*_\[\]#|])")
+CODE = re.compile(r"`([^`\n]+)`")  # a `name` in generated text: a code span in both renderers
+
+
+def _escape_plain(text: str) -> str:
+    out = "".join(_HTML.get(ch, ch) for ch in text)
+    out = _MARKUP.sub(r"\\\1", out).replace("`", "\\`")
+    return re.sub(r"^(\s*)>", r"\1&gt;", out, flags=re.MULTILINE)
 
 
 def escape(text: str, *, cell: bool = False) -> str:
     """Escape ``text`` so Markdown shows it literally (``cell``: also keep it on one line).
 
-    >>> escape("<b>class_1</b>")
-    '&lt;b&gt;class\\\\_1&lt;/b&gt;'
+    Backtick spans stay code spans; everything else is shown as written.
+
+    >>> escape("<b>class_1</b> -> `created`")
+    '&lt;b>class\\\\_1&lt;/b> -> `created`'
     """
-    out = "".join(_HTML.get(ch, ch) for ch in text)
-    out = _MARKUP.sub(r"\\\1", out)
+    parts, last = [], 0
+    for m in CODE.finditer(text):
+        code = m.group(0).replace("|", "\\|") if cell else m.group(0)  # GFM tables
+        parts += [_escape_plain(text[last : m.start()]), code]
+        last = m.end()
+    out = "".join([*parts, _escape_plain(text[last:])])
     if cell:
         out = " ".join(out.split())
     return out

@@ -27,10 +27,11 @@ from interp.reporting.blocks import (
 )
 from interp.reporting.choose import (
     attribution_shifts,
-    dropped,
+    collapse,
     equivariance_shifts,
     pick_samples,
     telling,
+    telling_shift,
 )
 from interp.reporting.verdict import pct
 
@@ -86,8 +87,14 @@ def run_connectivity(ctx: Context) -> None:
     conn = _run(ctx, "connectivity", lambda: fn(
         ctx.model, ctx.geo, x=ctx.x, y=ctx.y, axis=ctx.axis, classes=ctx.classes))  # fmt: skip
     if conn is not None:
+        from interp.readout.text import inside_ratio
+
         ctx.results["connectivity"] = conn
-        ctx.content["connectivity"] = conn.to_dict()
+        data = conn.to_dict()
+        for entry, c in zip(data.get("per_class") or [], conn.per_class, strict=False):
+            if isinstance(entry, dict) and conn.kind == "positional":
+                entry["inside_ratio"] = inside_ratio(c)  # quoted by conn.sentences()
+        ctx.content["connectivity"] = data
 
 
 def connectivity_section(ctx: Context) -> Section:
@@ -154,7 +161,12 @@ def run_sweep(ctx: Context) -> None:
         executor=ctx.executor))  # fmt: skip
     if sw is not None:
         ctx.results["shifts"] = sw
-        ctx.content["sweep"] = sw.to_dict()
+        data = sw.to_dict()
+        # The one record of the telling shift and of a collapse onto one class: every
+        # section, caption and the verdict quote these fields (choose.py has the rules).
+        data["telling"] = telling_shift(data)
+        data["collapse"] = collapse(data)
+        ctx.content["sweep"] = data
 
 
 def run_equivariance(ctx: Context) -> None:
@@ -178,7 +190,9 @@ def shifts_section(ctx: Context) -> Section:
     if sw is None:
         return omitted("shifts", title, ctx.notes.get("shifts", "not computed"))
     data = ctx.content["sweep"]
-    blocks: list[Any] = [Paragraph(s) for s in captions.sweep_sentences(data, ctx.axis)]
+    expl = ctx.content.get("explanation") or {}
+    winners = [e.get("winner") for e in expl.get("per_sample") or []]
+    blocks: list[Any] = [Paragraph(s) for s in captions.sweep_sentences(data, ctx.axis, winners)]
     blocks.append(_figure("sweep_accuracy", sw.plot, captions.sweep(data, ctx.axis)))
     if hasattr(sw, "plot_per_class"):
         blocks.append(_figure("sweep_per_class", sw.plot_per_class,
@@ -227,7 +241,7 @@ def run_explanation(ctx: Context) -> None:
         ctx.results["explanation"] = explanations
         ctx.content["explanation"] = {
             "shift": list(shift) if isinstance(shift, tuple) else shift,
-            "shift_chosen_as": "largest shift" if not dropped(sweep) else "lowest accuracy",
+            "shift_chosen_as": sweep["telling"]["chosen_as"],
             "samples": index,
             "per_sample": [e.to_dict() for e in explanations],
         }

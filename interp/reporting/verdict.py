@@ -21,25 +21,67 @@ from typing import Any
 from interp._util import ACCURACY_TOLERANCE
 from interp.reporting.formatting import fmt_extent, fmt_shift, pct, rel, size
 
-__all__ = ["fmt_extent", "fmt_shift", "pct", "rel", "size", "verdict"]
+__all__ = ["fmt_extent", "fmt_shift", "head_clause", "pct", "rel", "size", "verdict"]
+
+
+def _layer(structure: Mapping[str, Any], name: Any) -> Mapping[str, Any]:
+    for lay in structure.get("layers") or []:
+        if isinstance(lay, Mapping) and lay.get("name") == name:
+            return lay
+    return {}
+
+
+def head_clause(structure: Mapping[str, Any]) -> str:
+    """What makes a positional head positional, from the structure JSON: the one wording
+    the verdict, the equivariance findings and the connectivity text agree with.
+
+    >>> head_clause({"head": {"kind": "positional", "linear": "fc", "reads": "3",
+    ...              "channels": 8, "positions": [247]}})
+    "the head Linear 'fc' gives each of the 8 kernels x 247 positions of layer '3' its own weight"
+    """
+    head = structure.get("head") or {}
+    positions = "x".join(str(p) for p in head.get("positions") or [])
+    reads, linear = head.get("reads"), head.get("linear")
+    brk = head.get("breaks") or linear
+    lay = _layer(structure, brk)
+    kind, role = str(lay.get("type") or ""), str(lay.get("role") or "")
+    if "Conv" in kind or "conv" in kind:
+        return (
+            f"the classifier conv {brk!r} covers every one of the {positions} positions of layer "
+            f"{reads!r}: each (kernel, position) gets its own weight, as with Flatten -> Linear"
+        )
+    if "fixed positions" in role or kind.endswith("getitem") or "index" in role:
+        return (
+            f"the head reads fixed positions of layer {reads!r} at {brk!r} (an index, not a "
+            "pooling): the logits depend on where a pattern sits"
+        )
+    if any(r in kind for r in ("LSTM", "GRU", "RNN")):
+        return (
+            f"the recurrent layer {brk!r} reads the {positions} positions of layer {reads!r} "
+            "in order: rolling the map changes the logits"
+        )
+    what = f"the head Linear {linear!r}" if linear else "the head"
+    return (
+        f"{what} gives each of the {head.get('channels')} kernels x {positions} positions of "
+        f"layer {reads!r} its own weight"
+    )
 
 
 def _head_reason(structure: Mapping[str, Any], measured_invariant: bool | None) -> str | None:
     head = structure.get("head") or {}
     positions = "x".join(str(p) for p in head.get("positions") or [])
-    if head.get("kind") == "positional" and measured_invariant:
-        return (
-            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels x "
-            f"{positions} positions of layer {head.get('reads')!r} with its own weight for each "
-            "(kernel, position): the invariance measured here was learned position by position "
-            "(e.g. from shift augmentation) and holds only where training put patterns."
-        )
     if head.get("kind") == "positional":
+        clause = head_clause(structure)
+        clause = clause[0].upper() + clause[1:]
+        if measured_invariant:
+            return (
+                f"{clause}: the head is positional, so the invariance measured here was learned "
+                "position by position (e.g. from shift augmentation) and holds only where "
+                "training put patterns."
+            )
         return (
-            f"The head Linear {head.get('linear')!r} reads {head.get('channels')} kernels x "
-            f"{positions} positions of layer {head.get('reads')!r} and gives each (kernel, "
-            "position) its own weight, with no global pooling: a shifted pattern lands on "
-            "neurons whose weights for its class were shaped only by background."
+            f"{clause}, with no global pooling: the head is positional, so a shifted pattern "
+            "lands on neurons whose weights for its class were shaped only by background."
         )
     if head.get("kind") == "pooled":
         how = f"global {head.get('pooling')} pooling" if head.get("pooling") else "global pooling"
@@ -162,6 +204,9 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
         )}  # fmt: skip
     failing = [i for i, a in enumerate(acc) if abs(a - a0) > tol + 1e-12]
     worst = min(range(len(acc)), key=lambda i: (acc[i], size(shifts[i]), i))
+    told = sweep.get("telling")  # the report's one telling shift (choose.telling_shift)
+    if isinstance(told, Mapping) and told.get("chosen_as") == "lowest accuracy":
+        worst = int(told["index"])
     span = (
         f"{len(shifts)} shifts from {fmt_shift(shifts[0], axis)} to {fmt_shift(shifts[-1], axis)}"
     )
