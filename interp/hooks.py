@@ -62,6 +62,10 @@ def _parse(model: nn.Module, layers: Sequence[str]) -> tuple[dict[str, tuple[str
     return sites, nodes
 
 
+def _call_key(path: str, call: int) -> str:
+    return f"{path}\x00{call}"
+
+
 class Recording(Mapping[str, torch.Tensor]):
     """Activations recorded by :func:`record`, keyed by the names asked for.
 
@@ -86,7 +90,8 @@ class Recording(Mapping[str, torch.Tensor]):
         self._most_calls: dict[str, int] = {}  # name -> most calls seen in one forward
 
     def _site(self, name: str) -> str:
-        return f"{name}#1" if name in self._most_calls else name
+        # a bare module path stores each call under its own key, apart from 'path#k' names
+        return _call_key(name, 1) if name in self._most_calls else name
 
     @property
     def count(self) -> int:
@@ -103,7 +108,7 @@ class Recording(Mapping[str, torch.Tensor]):
         if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
             output = output[0]
         if not isinstance(output, torch.Tensor):
-            shown = key[:-2] if key.endswith("#1") else key
+            shown = key.split("\x00")[0]
             raise InterpError(
                 f"layer {shown!r} returned {type(output).__name__}, not a tensor; "
                 "record another layer"
@@ -309,7 +314,7 @@ class record:
                 if call is None:
                     most = self.recording._most_calls
                     most[name] = max(most.get(name, 1), k)
-                    self.recording._add(f"{name}#{k}", output)
+                    self.recording._add(_call_key(name, k), output)
                 elif call == k:
                     self.recording._add(name, output)
 

@@ -461,7 +461,10 @@ def _layers(
             before = geo[n.inputs[0]]
             stride, offset, keeps = _ints(before.stride), _ints(before.offset), True
         if n.name == head.breaks and head.kind == "positional":
-            role, equivariant = "positional head", False
+            # a Linear / full-kernel conv over every position; specific roles ('non-uniform',
+            # 'reads fixed positions', 'recurrent over positions') say more and stay
+            role = "positional head" if g.role == "mixes positions" else role
+            equivariant = False
         elif not spatial_in and n.inputs:
             role, equivariant = "after collapse", None
         if keeps:
