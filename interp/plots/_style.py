@@ -76,6 +76,23 @@ class InlineFigure(Figure):
         return buf.getvalue()
 
 
+def record(fig: Figure, **facts: Any) -> Figure:
+    """Note on ``fig`` what it draws (line styles, shading, summaries of the plotted arrays).
+
+    Captions are generated from this record (``drawn(fig)``), never from what a figure
+    is supposed to show, so a caption cannot name a dashed line the figure does not have.
+    """
+    notes = dict(getattr(fig, "interp_drawn", {}) or {})
+    notes.update(facts)
+    fig.interp_drawn = notes  # type: ignore[attr-defined]
+    return fig
+
+
+def drawn(fig: Figure) -> dict[str, Any]:
+    """What :func:`record` noted on ``fig`` (empty for a figure interp did not draw)."""
+    return dict(getattr(fig, "interp_drawn", {}) or {})
+
+
 def new_figure(
     nrows: int = 1, ncols: int = 1, *, width: float = 8.0, height: float = 3.2, **kwargs: Any
 ) -> tuple[Figure, Any]:

@@ -25,6 +25,7 @@ from interp.plots._style import (
     class_colour,
     figure_for,
     new_figure,
+    record,
 )
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ def plot_weight_map(conn: Connectivity, cls: int = 0, *, ax: Axes | None = None)
         if c.footprint is not None:
             box(ax, g, *c.footprint, "black")
         ax.set_title(f"class {name!r}: head weights summed over kernels")
-        return fig
+        return record(fig, kind="weight_map", dims=2, colours="red positive, blue negative",
+                      footprint="dashed box" if c.footprint is not None else None)
     fig, ax = figure_for(ax, height=3.6)
     w = conn.weight[cls].double().numpy()  # (C, P)
     vmax = float(np.abs(w).max()) or 1.0
@@ -151,10 +153,10 @@ def plot_weight_map(conn: Connectivity, cls: int = 0, *, ax: Axes | None = None)
     ax.set_xlabel(label(g))
     ax.set_ylabel(f"kernel of layer {conn.reads!r}")
     ax.set_title(f"class {name!r}: head weight per (kernel, position)")
-    if fp is not None:
-        ax.text(0.0, -0.3, "footprint dashed; cells the class's data activates outlined",
-                transform=ax.transAxes, fontsize="small")  # fmt: skip
-    return fig
+    cells = fp is not None and fp.counts[cls] > 0
+    return record(fig, kind="weight_map", dims=1, colours="red positive, blue negative",
+                  footprint="dashed lines" if c.footprint is not None else None,
+                  cells="outlined" if cells else None)  # fmt: skip
 
 
 def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
@@ -171,7 +173,7 @@ def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
             if c.footprint is not None:
                 box(ax, g, c.footprint[0], c.footprint[1], class_colour(k))
         ax.set_title("all classes: sum |weight| (footprints outlined)")
-        return fig
+        return record(fig, kind="profiles", dims=2, footprint="dashed boxes")
     if g.dims == 2:
         fig, axes = new_figure(1, len(conn.classes), width=3.4 * len(conn.classes), height=3.2)
         for k, a in enumerate(axes[0]):
@@ -180,7 +182,7 @@ def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
             if fp_box is not None:
                 box(a, g, fp_box[0], fp_box[1], "white")
             a.set_title(f"{conn.classes[k]!r}: sum |weight|")
-        return fig
+        return record(fig, kind="profiles", dims=2, footprint="dashed boxes")
     if ax is None:
         fig, axes = new_figure(2, 1, sharex=True)
         panels = [(axes[0, 0], conn.profile, "sum of weights"),
@@ -198,10 +200,36 @@ def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
                 shade_span(a, g, fp_box[0][0], fp_box[1][0], colour, None)
         a.set_ylabel(f"{ylabel} over kernels")
         a.axhline(0, color="black", lw=0.5)
-    panels[0][0].legend(loc="upper right", fontsize="small", title="class (footprint shaded)")
+    shaded = any(c.footprint is not None for c in conn.per_class)
+    panels[0][0].legend(loc="upper right", fontsize="small",
+                        title="class (footprint shaded)" if shaded else "class")  # fmt: skip
     panels[-1][0].set_xlabel(label(g))
     panels[0][0].set_title(f"head weights per position of layer {conn.reads!r}")
-    return fig
+    return record(fig, kind="profiles", dims=1, classes=list(conn.classes),
+                  footprint="shaded" if shaded else None,
+                  panels=[p[2] for p in panels], **_inside_outside(conn))  # fmt: skip
+
+
+def _inside_outside(conn: Connectivity) -> dict[str, object]:
+    """Of the plotted signed profile (weights summed over kernels): each class's mean
+    inside its own footprint, and the range of all classes' values outside theirs."""
+    inside: list[float | None] = []
+    lo, hi = float("inf"), float("-inf")
+    for k, c in enumerate(conn.per_class):
+        v = conn.profile[k].double().numpy()  # (P,)
+        if c.footprint is None:
+            inside.append(None)
+            continue
+        a, b = c.footprint[0][0], c.footprint[1][0]
+        inside.append(float(v[a : b + 1].mean()))
+        out = np.concatenate([v[:a], v[b + 1 :]])
+        if out.size:
+            lo, hi = min(lo, float(out.min())), max(hi, float(out.max()))
+    return {"inside_mean": inside,
+            "outside_range": [lo, hi] if lo <= hi else None}  # fmt: skip
+
+
+
 
 
 def plot_pooled_weights(conn: Connectivity, *, ax: Axes | None = None) -> Figure:

@@ -20,6 +20,7 @@ from interp.plots._style import (
     class_colour,
     figure_for,
     new_figure,
+    record,
 )
 from interp.plots.connectivity import box, image, label, line, shade_span, xs
 
@@ -78,7 +79,9 @@ def plot_shift_explanation(e: ShiftExplanation, ax: Axes | None = None) -> Figur
     ax.legend(fontsize="small", loc="best")
     ax.set_xlabel(label(e.grid))
     ax.set_title(f"contributions to {e.classes[t]!r}, shift by {e.shift}", fontsize="medium")
-    return fig
+    return record(fig, kind="explanation", dims=1,
+                  footprint="shaded" if e.footprint is not None else None,
+                  winner="dashed line" if e.winner != t else None)  # fmt: skip
 
 
 def _contributions_1d(ax: Axes, e: ShiftExplanation) -> None:
@@ -125,7 +128,10 @@ def _plot_1d(e: ShiftExplanation) -> Figure:
     a_w.set_title(f"why the shift by {e.shift} moves {name} off its weights")
     if e.fmap_shift_scores is not None:
         _plot_all_shifts(axes[3, 0], e)
-    return fig
+    return record(fig, kind="explanation", dims=1,
+                  footprint="shaded" if e.footprint is not None else None,
+                  winner="dashed line" if e.winner != t else None,
+                  all_shifts=e.fmap_shift_scores is not None)  # fmt: skip
 
 
 def _plot_all_shifts(ax: Axes, e: ShiftExplanation) -> None:
@@ -169,4 +175,5 @@ def _plot_2d(e: ShiftExplanation) -> Figure:
             box(ax, e.grid, *e.footprint, "black" if signed else "white")
         ax.set_title(title, fontsize="small")
     fig.suptitle(f"why the shift by {e.shift} moves {name} off its weights (footprint dashed)")
-    return fig
+    return record(fig, kind="explanation", dims=2,
+                  footprint="dashed box" if e.footprint is not None else None)  # fmt: skip

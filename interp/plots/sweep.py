@@ -20,6 +20,7 @@ from interp.plots._style import (
     class_colour,
     figure_for,
     new_figure,
+    record,
     shift_label,
     shift_to_units,
 )
@@ -83,7 +84,8 @@ def plot_sweep(sw: Sweep, ax: Axes | None = None) -> Figure:
         fig, axes = new_figure(1, 2, width=9.0, height=3.8)
         _heatmap(axes[0, 0], sw, sw.accuracy, "accuracy")
         _heatmap(axes[0, 1], sw, sw.mean_true_probability, "mean true-class probability")
-        return fig
+        return record(fig, kind="sweep", dims=2,
+                      train_range="dashed box" if sw.train_range is not None else None)
     order, axis = line
     fig, ax = figure_for(ax)
     x = _positions(sw, order, axis)
@@ -104,7 +106,9 @@ def plot_sweep(sw: Sweep, ax: Axes | None = None) -> Figure:
     consistency = "" if sw.consistency is None else f", consistency {sw.consistency:.2f}"
     ax.set_title(f"{sw.mode} shifts, {sw.n} samples{consistency}", fontsize="medium")
     _finish_line(ax, sw, axis, "accuracy / probability")
-    return fig
+    return record(fig, kind="sweep", dims=1,
+                  train_range="shaded" if sw.train_range is not None else None,
+                  invariance_range="dotted lines" if sw.invariance_range is not None else None)
 
 
 def plot_sweep_per_class(sw: Sweep, ax: Axes | None = None) -> Figure:
@@ -216,4 +220,4 @@ def plot_equivariance(eq: Equivariance, ax: Axes | None = None) -> Figure:
     ax.set_ylabel(f"relative error (0 drawn at {_FLOOR:g})")
     ax.set_title(f"per-layer equivariance, {eq.mode} shifts, {eq.n} samples", fontsize="medium")
     ax.legend(loc="upper left", fontsize="small")
-    return fig
+    return record(fig, kind="equivariance", tolerance="dotted line")

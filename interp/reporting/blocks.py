@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from matplotlib.figure import Figure
 
@@ -55,6 +56,7 @@ class FigureRef:
     png: bytes = field(repr=False)
     width: int = 0  # pixels, for the <img> tag (layout does not jump while loading)
     height: int = 0
+    drawn: dict[str, Any] = field(default_factory=dict, repr=False)  # plots.drawn(fig)
     kind: Literal["figure"] = "figure"
 
 
@@ -122,11 +124,20 @@ def _palette_png(png: bytes) -> bytes:
     return out.getvalue()
 
 
-def figure_ref(name: str, fig: Figure, caption: str) -> FigureRef:
-    """Render ``fig`` to PNG bytes (deterministic: no software or date metadata)."""
+def figure_ref(name: str, fig: Figure, caption: str | Callable[[dict[str, Any]], str]) -> FigureRef:
+    """Render ``fig`` to PNG bytes (deterministic: no software or date metadata).
+
+    ``caption`` may be a function of what the figure drew (:func:`interp.plots._style.drawn`):
+    the caption is then written from the figure itself.
+    """
+    from interp.plots._style import drawn
+
+    facts = drawn(fig)
+    if callable(caption):
+        caption = caption(facts)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
     png = _palette_png(buf.getvalue())
     # The PNG header (IHDR) holds the pixel size at bytes 16-24, big-endian.
     width, height = struct.unpack(">II", png[16:24])
-    return FigureRef(name, caption, png, width, height)
+    return FigureRef(name, caption, png, width, height, facts)

@@ -201,6 +201,9 @@ def report(
     ctx.content["sections"] = [
         {"id": s.id, "title": s.title, "available": s.available} for s in sections
     ]
+    # What each figure draws (line styles, shading, summaries of its arrays): its caption
+    # is written from this record, and report.json keeps it beside the numbers.
+    ctx.content["figures"] = {f.name: f.drawn for s in sections for f in s.figures if f.drawn}
     name = meta.get("name") or _stem(getattr(info, "path", None)) or type(model).__name__
     subtitle = f"{getattr(info, 'path', None) or 'in-memory model'} · interp {__version__}"
     return Report(f"Is {name} translation invariant?", subtitle, tuple(sections),

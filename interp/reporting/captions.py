@@ -49,25 +49,62 @@ def span(bounds: Sequence[Any], axis: Any) -> str:
 # --- connectivity ---------------------------------------------------------------
 
 
-def profiles(conn: Any) -> str:
+def _names(names: Sequence[str]) -> str:
+    quoted = [f"'{n}'" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def profiles(conn: Any, drawn: Mapping[str, Any] | None = None) -> str:
+    """Caption of the connectivity profile figure, from what it drew (``plots.drawn``)."""
     if conn.kind == "pooled":
         return (
             "Head weight of every kernel for each class. Position does not enter: a pooled head "
             "multiplies each kernel's pooled activation by one weight, wherever the pattern is."
         )
-    return (
-        "Head weights summed over kernels, for each class, against input position. Look at "
-        "where each class's weight sits: to raise that class's logit, a pattern's activations "
-        "must land there; elsewhere the weights are near their initial values."
-    )
+    d = dict(drawn or {})
+    text = "Head weights summed over kernels, one colour per class, against input position"
+    if d.get("dims") == 2:
+        box = " (each class's footprint a dashed box)" if d.get("footprint") else ""
+        return text + f"{box}. Look at where each class's weight mass sits."
+    text += "; each class's footprint is shaded in its colour." if d.get("footprint") else "."
+    names = list(d.get("classes") or conn.classes)
+    inside = list(d.get("inside_mean") or [])
+    up = [n for n, v in zip(names, inside, strict=False) if v is not None and v > 0]
+    down = [(n, v) for n, v in zip(names, inside, strict=False) if v is not None and v <= 0]
+    if up:
+        text += (
+            f" For {_names(up)} the summed weight is positive on average inside the class's "
+            "own footprint: activations landing there raise that logit."
+        )
+    if down:
+        text += (
+            f" For {_names([n for n, _ in down])} it is negative there (mean "
+            f"{', '.join(f'{v:+.3g}' for _, v in down)}): activations in the footprint lower "
+            "that logit, and its evidence comes from other positions."
+        )
+    rng = d.get("outside_range")
+    if rng:
+        text += (
+            f" Outside their footprints the summed weights range from {rng[0]:+.3g} to "
+            f"{rng[1]:+.3g}: a shifted pattern meets weights that background shaped."
+        )
+    return text
 
 
-def weight_map(name: str) -> str:
-    return (
-        f"Weights of class '{name}' over positions, red positive, blue negative, the class's "
-        "data footprint outlined. Look at how much of the weight sits inside the outline: a "
-        "shifted pattern activates neurons outside it."
-    )
+def weight_map(name: str, drawn: Mapping[str, Any] | None = None) -> str:
+    """Caption of one class's weight map, naming only the marks the figure has."""
+    d = dict(drawn or {})
+    marks = []
+    if d.get("footprint"):
+        marks.append(f"the class's footprint interval as {d['footprint']}"
+                     if d.get("dims") == 1 else f"its footprint as a {d['footprint']}")
+    if d.get("cells"):
+        marks.append("the (kernel, position) cells its data activates outlined")
+    shown = f", {' and '.join(marks)}" if marks else ""
+    look = (" Look at how much of the weight sits inside the footprint: a shifted pattern "
+            "activates neurons outside it.") if d.get("footprint") else ""  # fmt: skip
+    what = "per (kernel, position)" if d.get("dims") != 2 else "summed over kernels"
+    return f"Weights of class '{name}' {what}, red positive, blue negative{shown}.{look}"
 
 
 def kernels(name: str) -> str:
@@ -181,22 +218,24 @@ def sweep_sentences(data: Mapping[str, Any], axis: Any, winners: Sequence[str] =
     return out
 
 
-def sweep(data: Mapping[str, Any], axis: Any) -> str:
+def sweep(data: Mapping[str, Any], axis: Any, drawn: Mapping[str, Any] | None = None) -> str:
     data = _with_choices(data)
+    d = dict(drawn or {})
     t = data["telling"]
-    band = (
-        " The shaded band is the range of offsets seen in training."
-        if data.get("train_range")
-        else ""
-    )
+    marks = ""
+    if d.get("train_range"):
+        marks += f" The {d['train_range'].replace('shaded', 'shaded band')} marks the range of " \
+                 "offsets seen in training."  # fmt: skip
+    if d.get("invariance_range"):
+        marks += f" The {d['invariance_range']} bound the invariance range."
+    head = f"Accuracy and mean true-class probability versus shift.{marks}"
+    if t["chosen_as"] != "lowest accuracy":
+        return f"{head} Accuracy stays within the tolerance of its shift-0 level."
+    at = (f"at {t['tied']} shifts, the smallest in size {fmt_shift(t['shift'], axis)}"
+          if t["tied"] > 1 else f"at {fmt_shift(t['shift'], axis)}")  # fmt: skip
     return (
-        f"Accuracy and mean true-class probability versus shift.{band} Look at where the "
-        f"curves leave their shift-0 level: accuracy reaches its lowest, {pct(t['accuracy'])}, "
-        + (f"at {t['tied']} shifts, the smallest in size {fmt_shift(t['shift'], axis)}."
-           if t["tied"] > 1 else f"at {fmt_shift(t['shift'], axis)}.")
-        if t["chosen_as"] == "lowest accuracy"
-        else f"Accuracy and mean true-class probability versus shift.{band} Accuracy stays "
-        "within the tolerance of its shift-0 level."
+        f"{head} Look at where the curves leave their shift-0 level: accuracy reaches its "
+        f"lowest, {pct(t['accuracy'])}, {at}."
     )
 
 
@@ -223,14 +262,15 @@ def equivariance_sentences(data: Mapping[str, Any]) -> list[str]:
     return [str(f) for f in data.get("findings") or []]
 
 
-def equivariance(data: Mapping[str, Any]) -> str:
+def equivariance(data: Mapping[str, Any], drawn: Mapping[str, Any] | None = None) -> str:
+    line = (dict(drawn or {}).get("tolerance") or "tolerance line").replace(" line", "")
     brk = data.get("first_break")
     where = f"layer {brk!r} here" if brk else "no layer crosses it here"
     return (
         "Relative equivariance error per layer: how far each layer's output for a shifted "
         "input is from the shifted output (interior, on the stride grid), how much strided "
         "layers change off the grid (aliasing), and how much outputs without positions change. "
-        f"Look for the first bar above the dotted tolerance line: {where}."
+        f"Look for the first bar above the {line} tolerance line: {where}."
     )
 
 
@@ -254,17 +294,26 @@ def explanation_intro(data: Mapping[str, Any], axis: Any) -> str:
     )
 
 
-def explanation(data: Mapping[str, Any], i: int, axis: Any) -> str:
+def explanation(data: Mapping[str, Any], i: int, axis: Any,
+                drawn: Mapping[str, Any] | None = None) -> str:  # fmt: skip
     entry = data["per_sample"][i]
     true, winner, drop = entry["true_class"], entry["winner"], entry.get("logit_drop")
     change = ""
     if isinstance(drop, (int, float)):
         change = f" loses {drop:.3g} logit" if drop > 0 else f" gains {-drop:.3g} logit"
     outcome = f"'{winner}' wins instead" if winner != true else f"'{true}' still wins"
+    d = dict(drawn or {})
+    where = (f" relative to the {d['footprint']} footprint of '{true}'"
+             if d.get("footprint") else "")  # fmt: skip
+    winner = f" ('{winner}' as a {d['winner']})" if d.get("winner") and winner != true else ""
     return (
         f"Sample {data['samples'][i]} (class '{true}'){change} when shifted by "
-        f"{fmt_shift(data['shift'], axis)}; {outcome}. Look at where the activity moves "
-        "relative to the dashed footprint, and where the true class's contributions go."
+        f"{fmt_shift(data['shift'], axis)}; {outcome}. Look at where the activity moves{where}, "
+        f"and where the contributions to the true class and to the winner{winner} go."
+        if winner else
+        f"Sample {data['samples'][i]} (class '{true}'){change} when shifted by "
+        f"{fmt_shift(data['shift'], axis)}; {outcome}. Look at where the activity moves{where}, "
+        "and where the true class's contributions go."
     )
 
 

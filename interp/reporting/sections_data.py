@@ -48,8 +48,9 @@ NO_DATA = (
 )
 
 
-def _figure(name: str, make: Callable[[], Any], caption: str) -> FigureRef:
-    """Draw a figure and render it to a FigureRef."""
+def _figure(name: str, make: Callable[[], Any], caption: Any) -> FigureRef:
+    """Draw a figure and render it to a FigureRef; a callable ``caption`` is written from
+    what the figure drew (``plots.drawn``)."""
     return figure_ref(name, make(), caption)
 
 
@@ -123,13 +124,13 @@ def connectivity_section(ctx: Context) -> Section:
             caption="Positions in input units. The footprint is where the class's data "
             "activates the feature map; weights outside it were shaped only by background.",
         ))  # fmt: skip
-    blocks.append(_figure("connectivity_profiles", conn.plot, captions.profiles(conn)))
+    blocks.append(_figure("connectivity_profiles", conn.plot, partial(captions.profiles, conn)))
     if conn.kind == "positional":
         maps = [
             _figure(
                 f"connectivity_weights_{k}",
                 partial(conn.plot_weights, k),
-                captions.weight_map(name),
+                partial(captions.weight_map, name),
             )
             for k, name in enumerate(conn.classes)
         ]
@@ -193,7 +194,7 @@ def shifts_section(ctx: Context) -> Section:
     expl = ctx.content.get("explanation") or {}
     winners = [e.get("winner") for e in expl.get("per_sample") or []]
     blocks: list[Any] = [Paragraph(s) for s in captions.sweep_sentences(data, ctx.axis, winners)]
-    blocks.append(_figure("sweep_accuracy", sw.plot, captions.sweep(data, ctx.axis)))
+    blocks.append(_figure("sweep_accuracy", sw.plot, partial(captions.sweep, data, ctx.axis)))
     if hasattr(sw, "plot_per_class"):
         blocks.append(_figure("sweep_per_class", sw.plot_per_class,
                               captions.per_class(data, ctx.axis)))  # fmt: skip
@@ -203,7 +204,7 @@ def shifts_section(ctx: Context) -> Section:
     else:
         edata = ctx.content["equivariance"]
         blocks += [Paragraph(s) for s in captions.equivariance_sentences(edata)]
-        blocks.append(_figure("equivariance", eq.plot, captions.equivariance(edata)))
+        blocks.append(_figure("equivariance", eq.plot, partial(captions.equivariance, edata)))
     blocks += _warned(ctx, "shifts") + _warned(ctx, "equivariance")
     return Section("shifts", title, tuple(blocks))
 
@@ -257,7 +258,7 @@ def explanation_section(ctx: Context) -> Section:
     for i, (expl, entry) in enumerate(zip(explanations, data["per_sample"], strict=True)):
         blocks.append(Paragraph(f"Sample {data['samples'][i]}: {entry['sentence']}"))
         blocks.append(_figure(f"explanation_{i}", expl.plot,
-                              captions.explanation(data, i, ctx.axis)))  # fmt: skip
+                              partial(captions.explanation, data, i, ctx.axis)))  # fmt: skip
     blocks += _warned(ctx, "explanation")
     return Section("explanation", title, tuple(blocks))
 

@@ -73,6 +73,7 @@ class Facts:
     """The numbers (and names) one section may quote, with the report's unit transforms."""
 
     def __init__(self, content: dict[str, Any], keys: tuple[str, ...]) -> None:
+        keys = (*keys, "figures")  # captions quote what their figure drew
         leaves = [v for k in keys for v in _leaves(content.get(k))]
         self.numbers = sorted({float(v) for v in leaves if isinstance(v, (int, float))
                                and not isinstance(v, bool) and math.isfinite(v)})  # fmt: skip
