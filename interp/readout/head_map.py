@@ -30,8 +30,8 @@ from torch import nn
 
 from interp._util import model_device
 from interp.errors import InterpError
-from interp.geometry.head import canonical
 from interp.geometry.core import Structure
+from interp.geometry.head import canonical
 
 __all__ = ["HeadMap", "capture_map", "head_map", "logits_node"]
 

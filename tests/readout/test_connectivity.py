@@ -14,9 +14,9 @@ import torch
 from conftest import no_hooks_left
 from torch import nn
 
-from interp.readout.core import connectivity, decompose, footprint
 from interp.errors import InterpError
 from interp.geometry.core import structure
+from interp.readout.core import connectivity, decompose, footprint
 
 
 def _indexed(model: nn.Sequential) -> nn.Sequential:

@@ -15,8 +15,8 @@ import torch
 from _rounding import float32_bound
 
 import interp
-from interp.readout.core import connectivity, decompose, explain_shift
 from interp.geometry.core import structure
+from interp.readout.core import connectivity, decompose, explain_shift
 
 TRAINED = Path(__file__).resolve().parents[2] / "trained"
 pytestmark = pytest.mark.slow

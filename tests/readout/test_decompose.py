@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from interp.readout.core import all_shift_scores, decompose
 from interp.errors import InterpError
 from interp.geometry.core import structure
+from interp.readout.core import all_shift_scores, decompose
 
 
 def _no_dropout_1d(positional_1d: nn.Sequential) -> nn.Sequential:

@@ -15,10 +15,10 @@ import torch
 from conftest import no_hooks_left
 from matplotlib.figure import Figure
 
-from interp.readout.core import connectivity, explain_shift
 from interp.errors import InterpError
-from interp.plots._style import new_figure
 from interp.geometry.core import structure
+from interp.plots._style import new_figure
+from interp.readout.core import connectivity, explain_shift
 
 LEFT = torch.tensor([[[1.0, 1.0, 0.0, 0.0, 0.0, 0.0]]])  # (1, 1, 6)
 

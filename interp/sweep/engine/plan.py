@@ -196,6 +196,9 @@ def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
     if i_linear != len(names) - 1 or i_reads > i_linear:
         raise Unsupported(f"the head Linear {head.linear!r} is not the last layer")
     dims = geo.spatial_dims
+    functional = [n for n in names[: i_linear + 1] if n not in modules]
+    if functional:  # call sites of the traced graph that are not module calls
+        raise Unsupported(f"call site {functional[0]!r} is a functional op, not a module")
     ops = [_op(n, modules[n], dims) for n in names[: i_reads + 1]]
     between = [modules[n] for n in names[i_reads + 1 : i_linear]]
     pools = [m for m in between if isinstance(m, (*_GLOBAL, *_MAXPOOL.values(),
