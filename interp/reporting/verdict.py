@@ -96,6 +96,9 @@ def _head_reason(structure: Mapping[str, Any], measured_invariant: bool | None) 
 def _pooling_suggestion(structure: Mapping[str, Any], num_classes: Any) -> str:
     head = structure.get("head") or {}
     dims = int(structure.get("spatial_dims") or 1)
+    shape = _layer(structure, head.get("reads")).get("output_shape")
+    if isinstance(shape, list) and len(shape) in (2, 3):
+        dims = len(shape) - 1  # the map's own rank: an EEG map (C, T, 1) needs a 2d pool
     positions = "x".join(str(p) for p in head.get("positions") or [])
     return (
         f"Put global pooling before the head: AdaptiveMaxPool{dims}d(1) (or AvgPool) after layer "
