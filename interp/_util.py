@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 # hundred, a seeded random subset of larger data. The shipped reports were made with it.
 DEFAULT_SAMPLES = 300
 
+# The unit of an input position when the data file and checkpoint name none: a 1D signal
+# counts samples, an image pixels. "bins" only when a file says so (axis unit "bins").
+DEFAULT_UNITS: tuple[str, str] = ("samples", "px")
+
+
+def default_unit(dims: int) -> str:
+    """The unit of positions without axis metadata: 'samples' (1D) or 'px' (2D)."""
+    return DEFAULT_UNITS[0] if dims == 1 else DEFAULT_UNITS[1]
+
+
 # How vacated positions are filled when an input is shifted (interp.shifts).
 MODES: tuple[str, ...] = ("roll", "zero", "edge")
 
@@ -76,7 +86,7 @@ def fmt_shift(
     """A shift (positions) in the input's units: ``+3000 Hz``, ``(dy, dx) = (+8, -8) px``.
 
     Each axis scales by its ``step``; the unit is the first axis's ``unit``, else
-    ``bins`` (1D) or ``px`` (2D). ``signed=False`` drops the plus sign.
+    ``samples`` (1D) or ``px`` (2D). ``signed=False`` drops the plus sign.
 
     >>> fmt_shift(-3, [{"unit": "Hz", "step": 1000.0}])
     '-3000 Hz'
@@ -91,5 +101,5 @@ def fmt_shift(
         values = ", ".join(num(float(v) * st) for v, st in zip(shift, steps, strict=True))
         return f"(dy, dx) = ({values}) {unit}"
     step = float(axes[0].get("step", 1.0)) if axes else 1.0
-    unit = (axes[0].get("unit") if axes else None) or "bins"
+    unit = (axes[0].get("unit") if axes else None) or default_unit(1)
     return f"{num(float(shift) * step)} {unit}"

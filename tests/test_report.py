@@ -187,7 +187,7 @@ def test_positional_model_is_measured_not_invariant(positional_report):
     acc = dict(zip(d["sweep"]["shifts"], d["sweep"]["accuracy"], strict=True))
     # Oracle: every unshifted template is right; shifted by 16 all leave the window -> class 0.
     assert acc[0] == 1.0 and acc[16] == acc[-16] == 1 / K
-    assert any("from 100.0% at 0 bins to 25.0%" in r for r in v["reasons"])
+    assert any("from 100.0% at 0 samples to 25.0%" in r for r in v["reasons"])
     assert any("global pooling" in s for s in v["suggestions"])
     assert any("Augment training" in s for s in v["suggestions"])
 

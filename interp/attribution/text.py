@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from interp._util import fmt_shift, json_float
+from interp._util import default_unit, fmt_shift, json_float
 from interp.plots._style import shift_to_units
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def _axes(c: AttributionComparison) -> list[dict[str, Any]] | None:
 
 def _unit(c: AttributionComparison) -> str:
     axis = c.axis_meta(0)
-    return (axis or {}).get("unit") or ("px" if c.inputs.dim() == 4 else "bins")
+    return (axis or {}).get("unit") or default_unit(c.inputs.dim() - 2)
 
 
 def _fmt_shift(c: AttributionComparison, s: Any) -> str:

@@ -1,8 +1,10 @@
 """Where an analysis gets its examples: explicit data, the zoo recipe, or none.
 
-Larger data is subsampled with a seeded local generator; a zoo recipe draws
-held-out examples with a seed derived from ``--seed``. Every choice is recorded
-in the ``data`` entry of report.json.
+The sampling policy: the person's data is used whole unless ``samples`` asks for a
+subset (then a seeded random one, with a local generator); a zoo recipe with no data
+file draws ``RECIPE_SAMPLES`` held-out examples (or ``samples``) with a seed derived
+from ``--seed``. Every choice, and how many rows it used, is recorded in the ``data``
+entry of report.json (``selection``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Any
 
 import torch
 
+from interp._util import DEFAULT_SAMPLES
 from interp.errors import InterpError
+
+RECIPE_SAMPLES = DEFAULT_SAMPLES  # held-out examples a zoo recipe draws when none are given
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,16 @@ class Examples:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sample_recipe(info: Any, samples: int, seed: int) -> Examples | None:
-    """Held-out examples from the zoo recipe in ``info.recipe``, or None without one."""
+def sample_recipe(info: Any, samples: int | None, seed: int) -> Examples | None:
+    """Held-out examples from the zoo recipe in ``info.recipe``, or None without one.
+
+    ``samples`` None draws the default count, ``RECIPE_SAMPLES``.
+    """
     recipe = getattr(info, "recipe", None)
     if recipe is None:
         return None
+    default = samples is None
+    samples = RECIPE_SAMPLES if samples is None else samples
     from interp.zoo.datasets import HELD_OUT_SEED_OFFSET
 
     # Held out from training (the recipe trains on its own seed); --seed picks the draw.
@@ -40,15 +50,20 @@ def sample_recipe(info: Any, samples: int, seed: int) -> Examples | None:
     extra = {
         "recipe": recipe.to_dict(),
         "sample_seed": draw,
-        "selection": f"{samples} examples drawn from the recipe, held out from training",
+        "selection": f"{samples} examples drawn from the recipe, held out from training"
+        + (" (the default count; --samples N for another)" if default else ""),
     }
     return Examples(x, y, "recipe", list(recipe.classes), extra)
 
 
 def examples(
-    info: Any, data: Any, samples: int, seed: int
+    info: Any, data: Any, samples: int | None, seed: int
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, dict[str, Any] | None]:
-    """(x, y, JSON ``data`` entry) from explicit data, the zoo recipe, or nothing."""
+    """(x, y, JSON ``data`` entry) from explicit data, the zoo recipe, or nothing.
+
+    Explicit data is used whole; ``samples`` N (fewer than its rows) picks a seeded
+    random subset of N rows, in their original order.
+    """
     if data is None:
         data = sample_recipe(info, samples, seed)
         if data is None:
@@ -65,7 +80,7 @@ def examples(
                              "classes": list(classes) if classes else None}  # fmt: skip
     entry.update(getattr(data, "extra", {}))
     n = int(x.shape[0])
-    if n > samples:
+    if samples is not None and n > samples:
         gen = torch.Generator().manual_seed(seed)
         index = torch.randperm(n, generator=gen)[:samples].sort().values
         x, y = x[index], y[index]

@@ -10,6 +10,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from interp._util import default_unit
+
 # Okabe-Ito: distinguishable with colour-vision deficiency, consistent across figures.
 CLASS_COLOURS = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000",
@@ -28,18 +30,18 @@ def class_colour(index: int) -> str:
 
 
 def axis_label(axis: Mapping[str, Any] | None, default: str = "position") -> str:
-    """Axis title with unit, e.g. 'frequency (Hz)' or 'position (bins)'."""
+    """Axis title with unit, e.g. 'frequency (Hz)' or 'position (samples)'."""
     if not axis:
-        return f"{default} (bins)"
-    unit = axis.get("unit") or "bins"
+        return f"{default} ({default_unit(1)})"
+    unit = axis.get("unit") or default_unit(1)
     return f"{axis.get('name', default)} ({unit})"
 
 
 def shift_label(axis: Mapping[str, Any] | None) -> str:
     """Label for a shift axis, in the input's unit."""
     if not axis:
-        return "shift (bins)"
-    return f"shift ({axis.get('unit') or 'bins'})"
+        return f"shift ({default_unit(1)})"
+    return f"shift ({axis.get('unit') or default_unit(1)})"
 
 
 def to_units(positions: Sequence[float], axis: Mapping[str, Any] | None) -> list[float]:

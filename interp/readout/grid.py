@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from interp._util import default_unit
 from interp.errors import InterpError
 from interp.geometry.core import Structure
 
@@ -57,11 +58,11 @@ class Grid:
         return float(ax.get("start", 0.0)) + float(i) * float(ax.get("step", 1.0))
 
     def unit(self, dim: int = 0) -> str:
-        """The unit of axis ``dim``: 'Hz', 'px', or 'bins' when unknown."""
+        """The unit of axis ``dim``: 'Hz', 'px', or 'samples' when unknown."""
         ax = self.axis_meta(dim)
         if ax and ax.get("unit"):
             return str(ax["unit"])
-        return "bins" if self.dims == 1 else "px"
+        return default_unit(self.dims)
 
     def at(self, position: Sequence[float]) -> str:
         """'position 12 (input 30 Hz)', or '(y 3, x 4) (input y 14, x 18 px)' in 2D."""

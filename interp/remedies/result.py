@@ -9,6 +9,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from torch import nn
 
+from interp._util import default_unit
 from interp.shifts import Shift
 from interp.sweep import Sweep
 
@@ -246,7 +247,7 @@ def _units(sw: Sweep, s: int, axis_index: int) -> float:
 
 
 def _unit(sw: Sweep) -> str:
-    return str(dict(sw.axis[0]).get("unit") or "bins") if sw.axis else "bins"
+    return str(dict(sw.axis[0]).get("unit") or default_unit(1)) if sw.axis else default_unit(1)
 
 
 def _num(v: float) -> str:

@@ -13,7 +13,7 @@ import datetime
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from interp.loading.examples import check_xy, class_names, examples
-from interp._util import DEFAULT_SAMPLES
 from interp._version import __version__
 from interp.errors import InterpError
 from interp.reporting import sections_arch, sections_data, sections_fix
@@ -93,13 +92,14 @@ def report(
     shifts: str | Sequence[Any] | None = None,
     mode: str = "roll",
     method: str = DEFAULT_METHOD,
-    samples: int = DEFAULT_SAMPLES,
+    samples: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     progress: bool = False,
     fix: Any = None,
     train: Any = None,
     executor: Any = None,
+    axis: Sequence[Mapping[str, Any]] | None = None,
 ) -> Report:
     """Explain why ``model`` is or is not translation invariant, with every analysis.
 
@@ -113,7 +113,9 @@ def report(
         shifts: a spec such as ``"-3000:3000:250"`` or a list; None sweeps the full range.
         mode: ``roll``, ``zero`` or ``edge``.
         method: attribution method name (``interp.METHODS``).
-        samples: examples used (a seeded random subset of larger data).
+        samples: None uses a data file whole (a zoo recipe draws its default count,
+            ``RECIPE_SAMPLES``); N uses a seeded random subset of N rows. The per-sample
+            sections (explanation, attribution, equivariance) use a stated few of them.
         seed: seeds every random choice (local generators only).
         device: where the model's parameters are; data is moved there.
         progress: a progress bar on stderr.
@@ -121,6 +123,11 @@ def report(
             or ``train``): adds the "What each remedy does" section and the ``fix`` block.
         train: ``(x, y)`` training tensors for ``fix=True`` on a model without a recipe.
         executor: where the sweep section runs, e.g. ``RayExecutor()``; None: here.
+        axis: the input's axes, one dict per spatial dimension with ``name``, ``unit``,
+            ``step`` (units per position) and ``start`` (the unit at position 0), e.g.
+            ``[{"name": "frequency", "unit": "Hz", "step": 1.0}]``; replaces the
+            checkpoint's. None: the checkpoint's or the data's ``axis``, else positions
+            in samples (1D) or px (2D).
 
     >>> rep = report(model, info)                 # doctest: +SKIP
     >>> rep.verdict["translation_invariant"]      # doctest: +SKIP
@@ -128,8 +135,10 @@ def report(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise InterpError(f"`samples` must be a positive integer, got {samples!r}")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                or samples < 1):  # fmt: skip
+        raise InterpError(f"`samples` must be a positive integer or None (all rows), "
+                          f"got {samples!r}")  # fmt: skip
     param = next(iter(model.parameters()), None)
     if param is not None and param.device.type != torch.device(device).type:
         raise InterpError(
@@ -159,7 +168,7 @@ def report(
         x=x,
         y=y,
         classes=class_names(info, data_entry, geo.num_classes),
-        axis=meta.get("axis") if isinstance(meta.get("axis"), list) else None,
+        axis=_axis(axis, data, meta),
         shifts=shift_list,
         mode=mode,
         method=method,
@@ -210,7 +219,21 @@ def report(
                   dumps(jsonable(ctx.content)))  # fmt: skip
 
 
-def _picked(data: Any, samples: int, seed: int) -> Any:
+def _axis(axis: Any, data: Any, meta: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The axis metadata a report uses: the argument, else the data's, else the checkpoint's."""
+    for source in (axis, getattr(data, "axis", None), meta.get("axis")):
+        if source:
+            if not isinstance(source, (list, tuple)) or not all(
+                isinstance(a, Mapping) for a in source
+            ):
+                raise InterpError(
+                    f"`axis` must be a list of dicts (name, unit, step, start), got {source!r}"
+                )
+            return [dict(a) for a in source]
+    return None
+
+
+def _picked(data: Any, samples: int | None, seed: int) -> Any:
     """A data source (Dataset, DataLoader, batches) -> the examples :func:`examples`
     would pick from the same samples as tensors; tensors and None pass through."""
     if data is None or (isinstance(data, (tuple, list)) and len(data) == 2) or (
@@ -223,7 +246,8 @@ def _picked(data: Any, samples: int, seed: int) -> Any:
     source = as_source(data)
     classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None),
                                                         "classes", None)  # fmt: skip
-    if not (source.indexable and source.n is not None and source.n > samples):
+    if samples is None or not (source.indexable and source.n is not None
+                               and source.n > samples):  # fmt: skip
         x, y = source.tensors()
         return Examples(x, y, None, classes)
     gen = torch.Generator().manual_seed(seed)  # the draw of examples() on tensors
@@ -261,7 +285,8 @@ def _stem(path: Any) -> str | None:
 
 
 def _header(
-    ctx: Context, info: Any, data_entry: dict[str, Any] | None, spec: Any, samples: int, device: str
+    ctx: Context, info: Any, data_entry: dict[str, Any] | None, spec: Any, samples: int | None,
+    device: str
 ) -> dict[str, Any]:
     to_dict = getattr(info, "to_dict", None)
     model_entry = to_dict() if callable(to_dict) else {

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from interp._util import default_unit
 from interp.reporting.choose import collapse, lowest, telling_shift
 from interp.reporting.formatting import fmt_extent, fmt_shift, pct, size
 
@@ -24,7 +25,7 @@ def _units(values: Sequence[float], axis: Any) -> list[float]:
 
 def _unit(axis: Any, dims: int = 1) -> str:
     axes = list(axis or [])
-    return (axes[0].get("unit") if axes else None) or ("bins" if dims == 1 else "px")
+    return (axes[0].get("unit") if axes else None) or default_unit(dims)
 
 
 def where(position: Any, axis: Any) -> str:

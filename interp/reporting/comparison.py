@@ -31,7 +31,6 @@ from interp.reporting.jsonio import COMPARE_SCHEMA, dumps, jsonable
 from interp.reporting.result import Report
 from interp.reporting.build import (
     DEFAULT_METHOD,
-    DEFAULT_SAMPLES,
     default_shift_spec,
     report,
 )
@@ -48,7 +47,8 @@ def _names(models: Sequence[tuple[Any, Any]]) -> list[str]:
     return names
 
 
-def _shared_data(models: Sequence[tuple[Any, Any]], data: Any, samples: int, seed: int) -> Any:
+def _shared_data(models: Sequence[tuple[Any, Any]], data: Any, samples: int | None,
+                 seed: int) -> Any:  # fmt: skip
     """Explicit data, else held-out examples from the first model's recipe, else None."""
     if data is not None:
         return data
@@ -66,7 +66,7 @@ def compare(
     shifts: str | Sequence[Any] | None = None,
     mode: str = "roll",
     method: str = DEFAULT_METHOD,
-    samples: int = DEFAULT_SAMPLES,
+    samples: int | None = None,  # None: the data whole (a recipe: its default count)
     seed: int = 0,
     device: str = "cpu",
     progress: bool = False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from interp._util import fmt_shift
+from interp._util import default_unit, fmt_shift
 
 __all__ = ["fmt_extent", "fmt_shift", "pct", "rel", "size"]
 
@@ -19,7 +19,7 @@ def fmt_extent(extent: float, axis: Sequence[Mapping[str, Any]] | None, dims: in
     """A symmetric range in the input's units: ``±3000 Hz`` (2D: on both axes)."""
     axes = list(axis or [])
     step = float(axes[0].get("step", 1.0)) if axes else 1.0
-    unit = (axes[0].get("unit") if axes else None) or ("px" if dims == 2 else "bins")
+    unit = (axes[0].get("unit") if axes else None) or default_unit(dims)
     return f"±{extent * step:g} {unit}" + (" on both axes" if dims == 2 else "")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from interp._util import default_unit
 from interp.reporting.blocks import Bullets, Note, Paragraph, Section, Table
 from interp.geometry.core import Structure, explain
 
@@ -52,7 +53,7 @@ def architecture_section(geo: Structure, content: Mapping[str, Any]) -> Section:
                      _fmt(lay.stride), eq, lay.role))  # fmt: skip
         if lay.name in (collapse, head.linear) or lay.equivariant is False:
             highlight.append(i)
-    unit = "bins" if geo.spatial_dims == 1 else "px"
+    unit = default_unit(geo.spatial_dims)
     table = Table(
         ("layer", "type", "output shape", f"receptive field ({unit})", "stride", "equivariant",
          "role"),
@@ -88,7 +89,7 @@ def _collapse_sentence(geo: Structure, axis: Any) -> str:
         return text + "."
     step = ""
     if axis and geo.spatial_dims == 1:
-        unit = axis[0].get("unit") or "bins"
+        unit = axis[0].get("unit") or default_unit(1)
         step = f" ({fmap.receptive_field[0] * float(axis[0].get('step', 1.0)):g} {unit})"
     n = 1
     for p in head.positions or ():

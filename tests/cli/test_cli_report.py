@@ -101,7 +101,7 @@ def test_user_model_with_data_file_is_measured(files, tmp_path):
     assert d["data"]["path"] == str(files["data"]) and d["data"]["n"] == 40
     assert d["verdict"]["translation_invariant"] is False and d["verdict"]["basis"] == "measured"
     assert "The model is not translation invariant." in result.stdout
-    assert "from 100.0% at 0 bins to 25.0%" in (out / "report.md").read_text()
+    assert "from 100.0% at 0 samples to 25.0%" in (out / "report.md").read_text()
 
 
 def test_user_model_without_data_says_what_data_would_add(files, tmp_path):
