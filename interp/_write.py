@@ -36,6 +36,7 @@ import re
 import secrets
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -167,13 +168,17 @@ def _writable_parent(parent: Path, shown: Path) -> None:
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise InterpError(f"cannot create {str(parent)!r}: {str(probe)!r} is not a directory; "
+        raise InterpError(f"cannot create {str(shown)!r}: {str(probe)!r} is not a directory; "
                           "choose another location")  # fmt: skip
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InterpError(
             f"cannot write to {str(probe)!r} (for {str(shown)!r}): permission denied or "
             "read-only; choose another location"
         )
+    try:  # os.access says yes to root on a read-only mount or an immutable folder
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as err:
+        raise _os_error(err, repr(str(shown)), probe) from None
 
 
 def check_writable(path: str | os.PathLike[str], *, force: bool = False,

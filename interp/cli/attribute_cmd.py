@@ -9,10 +9,14 @@ import click
 
 from interp._util import fmt_shift
 from interp.cli._options import (
+    DEFAULT_SHIFTS_RULE,
+    AxisSpec,
+    DataSpec,
     InputError,
     ModelSpec,
+    axis_options,
     check_out,
-    data_option,
+    data_options,
     force_option,
     json_option,
     method_option,
@@ -39,7 +43,7 @@ def _sample(x: Any, y: Any, index: int, samples: int, where: str) -> tuple[Any, 
     return x[index : index + 1], int(y[index]), f"example {index} of {where}"
 
 
-def _write_png(cmp: Any, out: Path) -> None:
+def _write_png(cmp: Any, out: Path, force: bool) -> None:
     """Maps (one row per shift) over the similarity curve, written atomically."""
     import io
 
@@ -55,9 +59,9 @@ def _write_png(cmp: Any, out: Path) -> None:
     cmp.plot(ax=bottom.subplots())
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    # interp's one writer: atomic, the user's umask; check_out refused an existing file
-    # without --force before the work started, so replacing here is what was asked.
-    write_file(out, buf.getvalue(), force=True, what="the attribution figure")
+    # interp's one writer (atomic, the user's umask); check_out ran its checks before the
+    # work, and this refuses a file that appeared since unless --force.
+    write_file(out, buf.getvalue(), force=force, what="the attribution figure")
 
 
 def _fmt(value: float | None, spec: str = ".2f") -> str:
@@ -66,12 +70,12 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 @click.command()
 @model_argument
-@data_option()
+@data_options
 @click.option("--index", type=click.IntRange(min=0), required=True,
               help="Which example: the same numbering as `interp report` with the same "
               "--samples and --seed.")  # fmt: skip
-@shifts_option("Shifts, e.g. -2000:2000:500 or -500,0,500 (default: five from minus to plus "
-               "the largest shift `interp sweep` uses, through 0).")  # fmt: skip
+@shifts_option("Default: five shifts through 0, from minus to plus the largest of the "
+               f"default sweep: {DEFAULT_SHIFTS_RULE}.")  # fmt: skip
 @shift_mode_option()
 @method_option
 @click.option("--target", type=int, help="Class to explain (default: the sample's label).")
@@ -82,23 +86,25 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 @seed_option
 @out_option("Write the figure to this PNG.", folder=False)
 @force_option
+@axis_options
 @model_options
 @json_option
 @quiet_option
-def attribute(model_path: Path, data_path: Path | None, index: int, shifts: str | None,
+def attribute(model_path: Path, data: DataSpec, index: int, shifts: str | None,
               shift_mode: str, method: str, target: int | None, steps: int | None,
-              samples: int, seed: int, out: Path | None, force: bool, spec: ModelSpec,
-              as_json: bool, quiet: bool) -> None:  # fmt: skip
+              samples: int, seed: int, out: Path | None, force: bool, axis: AxisSpec,
+              spec: ModelSpec, as_json: bool, quiet: bool) -> None:  # fmt: skip
     """Show how one sample's attribution map moves when the input is shifted.
 
     \b
-    Example:
+    Examples:
       interp attribute trained/seed_cnn.pt --index 0 --shifts -2000:2000:1000
+      interp attribute model.pt --data test.npz --index 3 --method saliency --out maps.png
     """
     if out is not None:
         check_out(out, force=force, folder=False)
     from interp.attribution.core import METHODS, attribution_across_shifts
-    from interp.cli._common import echo_json, get_examples, load_model
+    from interp.cli._common import echo_json, get_examples, load_model, with_axis
     from interp.geometry.core import structure
     from interp.reporting.choose import attribution_shifts
     from interp.shifts import default_shifts, parse_shifts
@@ -109,10 +115,11 @@ def attribute(model_path: Path, data_path: Path | None, index: int, shifts: str 
     model, info, shape = load_model(
         model_path, spec, quiet=quiet
     )
-    xs, ys, _, where = get_examples(info, model, data_path, shape, samples, seed, "attribute",
-                                    quiet)  # fmt: skip
+    xs, ys, _, where = get_examples(info, model, data, shape, samples, seed, "attribute",
+                                    quiet, spec)  # fmt: skip
     x, label, source = _sample(xs, ys, index, samples, where)
     geo = structure(model, x)
+    info = with_axis(info, axis, tuple(geo.input_shape))
     if shifts:
         shift_list = parse_shifts(shifts, geo.spatial_dims)
     else:  # the report's choice when no shift stands out: +-the largest swept, through 0
@@ -124,7 +131,7 @@ def attribute(model_path: Path, data_path: Path | None, index: int, shifts: str 
         mode=shift_mode, structure=geo, axis=axis, **options,
     )  # fmt: skip
     if out is not None:
-        _write_png(cmp, out)
+        _write_png(cmp, out, force)
     if as_json:
         echo_json({"model": info.to_dict(), "sample": {"source": source, "index": index,
                    "label": label}, "attribution": cmp.to_dict()})  # fmt: skip

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from interp.cli._options import (
+    AxisSpec,
+    DataSpec,
     ModelSpec,
+    axis_options,
+    check_out,
+    data_and_train_options,
+    default_out,
+    force_option,
     json_option,
     model_argument,
     model_options,
@@ -21,8 +26,6 @@ from interp.cli._options import (
     shift_mode_option,
     shifts_option,
 )
-
-_DATA = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 def _pct(v: float | None) -> str:
@@ -53,34 +56,18 @@ def table_lines(table: list[dict[str, Any]]) -> list[str]:
     return [line(head), *(line(row) for row in rows)]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def check_fix_out(out: Path, stem: str, names: tuple[str, ...], force: bool) -> None:
+    """Refuse, before any work, an --out where fix.json, fix.png or a fixed model cannot be
+    written, or exists without --force."""
+    if out.exists() and not out.is_dir():
+        check_out(out, force=force)  # the one message for "not a directory"
+    for name in ("fix.json", "fix.png", *(f"{stem}-{n}.pt" for n in names)):
+        check_out(out / name, force=force, folder=False)
 
 
 @click.command()
 @model_argument
-@click.option(
-    "--train-data",
-    "train_path",
-    type=_DATA,
-    help="Training examples (.npz or .pt with x, y) the remedies are fitted on; zoo "
-    "models draw them from their recipe without it.",
-)
-@click.option(
-    "--data",
-    "data_path",
-    type=_DATA,
-    help="Held-out examples for the sweeps; default: the recipe's held-out draw, or a "
-    "seeded 20% of the training data.",
-)
+@data_and_train_options
 @click.option(
     "--strategy",
     default="all",
@@ -89,10 +76,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
     help="Remedies, comma separated: pool-head, augment, blur, or all.",
 )
 @out_option(
-    "Folder for the fixed models (<stem>-<remedy>.pt), fix.json and fix.png.",
-    default=Path("fix"),
-    show_default=True,
+    "Folder for the fixed models (<stem>-<remedy>.pt), fix.json and fix.png (default: "
+    "interp-fix-<model file stem>/ in the current folder)."
 )
+@force_option
 @click.option(
     "--epochs",
     type=click.IntRange(min=0),
@@ -103,67 +90,79 @@ def _write_atomic(path: Path, data: bytes) -> None:
 @shifts_option()
 @shift_mode_option("How vacated positions are filled, in the sweeps and in augmentation.")
 @seed_option
+@axis_options
 @model_options
 @json_option
 @quiet_option
 def fix(
     model_path: Path,
-    train_path: Path | None,
-    data_path: Path | None,
+    train: DataSpec | None,
+    data: DataSpec,
     strategy: str,
-    out: Path,
+    out: Path | None,
+    force: bool,
     epochs: int,
     shifts: str | None,
     shift_mode: str,
     seed: int,
+    axis: AxisSpec,
     spec: ModelSpec,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Apply the remedies to a copy of MODEL and compare their shift sweeps.
 
+    --data holds the held-out examples of the sweeps (default: the recipe's held-out
+    draw, or a seeded 20% of --train-data).
+
     \b
-    Example:
-      interp fix trained/seed_cnn.pt --strategy pool-head --out fix/
+    Examples:
+      interp fix trained/seed_cnn.pt --strategy pool-head
+      interp fix model.pt --train-data train.npz --data test.npz --out fixed/ --force
     """
-    from interp.cli._common import echo_json, load_data_for, load_model, show_progress
-    from interp.remedies import fix as run_fix
     from interp.remedies.core import parse_strategies
+
+    names = parse_strategies(strategy)
+    out = out if out is not None else default_out("fix", model_path.stem)
+    check_fix_out(out, model_path.stem, names, force)
+    import io
+
+    from interp._write import write_file
+    from interp.cli import _common as run
+    from interp.remedies import fix as run_fix
     from interp.reporting.jsonio import jsonable
     from interp.shifts import parse_shifts
 
-    names = parse_strategies(strategy)
-    model, info, shape = load_model(
-        model_path, spec, quiet=quiet
-    )
+    model, info, shape = run.load_model(model_path, spec, quiet=quiet)
     x_tr = y_tr = x_te = y_te = None
     train_classes = None
-    train = load_data_for(train_path, model, shape, quiet)
-    if train is not None:
-        x_tr, y_tr, train_classes = train.x, train.y, train.classes
-    test = load_data_for(data_path, model, shape, quiet)
+    loaded = run.load_data_for(train, model, shape, quiet, spec)
+    if loaded is not None:
+        x_tr, y_tr, train_classes = loaded.x, loaded.y, loaded.classes
+    test = run.load_data_for(data, model, shape, quiet, spec)
     if test is not None:
         x_te, y_te = test.x, test.y
+    known = next((t for t in (x_tr, x_te) if t is not None), None)
+    shape = shape or (tuple(known.shape[1:]) if known is not None else None)
     shift_list = None
     if shifts:
-        dims = len(shape) - 1 if shape else (x_tr.dim() - 2 if x_tr is not None else 1)
+        dims = len(shape) - 1 if shape else 1
         shift_list = parse_shifts(shifts, dims)
-    res = run_fix(
-        model, x_tr, y_tr, x_test=x_te, y_test=y_te, strategies=names, shifts=shift_list,
-        mode=shift_mode, seed=seed, epochs=epochs, progress=show_progress(quiet), info=info,
-        out=out, train_classes=train_classes,
-    )  # fmt: skip
+    info = run.with_axis(info, axis, shape)
+    with run.progress(quiet) as show:
+        res = run_fix(
+            model, x_tr, y_tr, x_test=x_te, y_test=y_te, strategies=names, shifts=shift_list,
+            mode=shift_mode, seed=seed, epochs=epochs, progress=show, info=info, out=out,
+            train_classes=train_classes,
+        )  # fmt: skip
     content = jsonable(res.to_dict())
-    _write_atomic(out / "fix.json", json.dumps(content, indent=2, sort_keys=True,
-                                               allow_nan=False).encode())  # fmt: skip
-    fig = res.plot()
-    import io
-
+    text = json.dumps(content, indent=2, sort_keys=True, allow_nan=False)
+    write_file(out / "fix.json", text.encode(), force=force, what="fix.json")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    _write_atomic(out / "fix.png", buf.getvalue())
+    res.plot().savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    write_file(out / "fix.png", buf.getvalue(), force=force, what="the fix figure")
     if as_json:
-        echo_json(content)
+        run.echo_json(content)
         return
     for line in table_lines(res.table()):
         click.echo(line)

@@ -40,17 +40,20 @@ Start here:
   interp inspect MODEL            layers, receptive fields, head kind, verdict
   interp report MODEL             full report: verdict, connectivity, shifts,
                                   attributions (HTML, Markdown, JSON)
-  interp sweep MODEL --data F     accuracy and confidence versus shift
-  interp attribute MODEL --data F --index I
+  interp sweep MODEL [--data F]   accuracy and confidence versus shift
+  interp attribute MODEL --index I [--data F]
                                   attribution maps of one sample across shifts
   interp compare A B ...          several models on the same data
-  interp train NAME               retrain a model of the shipped zoo
   interp fix MODEL                try pool-head, augment and blur on a copy of MODEL
+  interp train NAME               retrain a model of the shipped zoo
 
 \b
 MODEL is an interp checkpoint, a pickled torch.nn model, a state dict or
 .safetensors file with --arch, or (with --trust) TorchScript or .pt2.
 Files that could run code are refused unless you pass --trust.
+Data (--data): .npz/.pt with x and y, an image folder (one subfolder per
+class), or x.npy with --labels y.npy; zoo models need none.
+Shifts are in input positions (samples, bins or pixels).
 Exit codes: 0 done, 2 bad input (one line says the fix), 1 unexpected failure,
 130 interrupted (143 on SIGTERM).
 """

@@ -9,28 +9,40 @@ import click
 
 from interp.cli._options import (
     AnalysisSpec,
+    AxisSpec,
+    DataSpec,
+    InputError,
     ModelSpec,
-    analysis_options,
+    analysis_and_train_options,
+    axis_options,
     check_out,
+    default_out,
     force_option,
     json_option,
     model_argument,
     model_options,
     out_option,
     quiet_option,
+    ray_option,
 )
 
 
 def out_dir(out: Path | None, model_path: Path) -> Path:
-    """``--out``, or reports/<model file stem>/."""
-    return out if out is not None else Path("reports") / model_path.stem
+    """``--out``, or interp-report-<model file stem>/ in the current folder."""
+    return out if out is not None else default_out("report", model_path.stem)
 
 
 @click.command()
 @model_argument
-@analysis_options
-@out_option("Report directory (default: reports/<model file stem>/).")
+@analysis_and_train_options
+@out_option("Report directory (default: interp-report-<model file stem>/ in the current "
+            "folder).")  # fmt: skip
 @force_option
+@click.option("--fix", "with_fix", is_flag=True,
+              help="Also try the remedies (pool-head, augment, blur) on copies of MODEL and "
+              "add 'What each remedy does'; zoo models need no --train-data.")  # fmt: skip
+@ray_option
+@axis_options
 @model_options
 @json_option
 @quiet_option
@@ -39,6 +51,10 @@ def report(
     analysis: AnalysisSpec,
     out: Path | None,
     force: bool,
+    with_fix: bool,
+    train: DataSpec | None,
+    ray_address: str | None,
+    axis: AxisSpec,
     spec: ModelSpec,
     as_json: bool,
     quiet: bool,
@@ -46,25 +62,37 @@ def report(
     """Write the report: verdict, architecture, connectivity, shifts, attributions.
 
     \b
-    Example:
-      interp report trained/seed_cnn.pt --out reports/seed_cnn --force
+    Examples:
+      interp report trained/seed_cnn.pt --out out/seed_cnn
+      interp report model.pt --data test.npz --unit Hz --sample-spacing 0.5
+      interp report weights.pt --arch mypkg.nets:resnet18 --arch-kwargs num_classes=10 \\
+          --data val/ --resize 64,64 --normalize 0.5/0.25
+      interp report trained/seed_cnn.pt --fix --ray
     """
     target = out_dir(out, model_path)
     check_out(target, force=force)
-    from interp.cli._common import load_data_for, load_model, show_progress
+    if train is not None and not with_fix:
+        raise InputError("`--train-data` is what --fix trains the remedies on; pass --fix too")
+    from interp.cli import _common as run
     from interp.reporting import report as build
 
-    model, info, shape = load_model(
-        model_path, spec, quiet=quiet
-    )
-    data = load_data_for(analysis.data_path, model, shape, quiet)
-    rep = build(model, info, data=data, device=spec.device, progress=show_progress(quiet),
-                **analysis.settings())
+    run.check_ray(ray_address)
+    model, info, shape = run.load_model(model_path, spec, quiet=quiet)
+    data = run.load_data_for(analysis.data, model, shape, quiet, spec)
+    train_xy = None
+    if train is not None:
+        loaded = run.load_data_for(train, model, shape, quiet, spec)
+        train_xy = (loaded.x, loaded.y)
+    shape = shape or (tuple(data.x.shape[1:]) if data is not None else None)
+    info = run.with_axis(info, axis, shape)
+    with run.ray_executor(ray_address, model_path, spec, shape) as executor, \
+            run.progress(quiet) as show:  # fmt: skip
+        rep = build(model, info, data=data, device=spec.device, progress=show,
+                    fix=True if with_fix else None, train=train_xy, executor=executor,
+                    **analysis.settings())  # fmt: skip
     rep.save(target, force=force)
     if as_json:
-        from interp.cli._common import echo_json
-
-        echo_json(json.loads(rep.to_json()))
+        run.echo_json(json.loads(rep.to_json()))
         return
     verdict = rep.verdict or {}
     if not quiet:

@@ -9,12 +9,16 @@ import click
 
 from interp._util import fmt_shift
 from interp.cli._options import (
+    AxisSpec,
+    DataSpec,
     ModelSpec,
-    data_option,
+    axis_options,
+    data_options,
     json_option,
     model_argument,
     model_options,
     quiet_option,
+    ray_option,
     samples_option,
     seed_option,
     shift_mode_option,
@@ -39,9 +43,9 @@ def _range(sw: Any) -> str:
     lo, hi = sw.invariance_range
     ulo, uhi = sw.invariance_range_units
     if isinstance(lo, tuple):  # per axis, along the lines through (0, 0)
-        units = [(dict(a).get("unit") or "bins") for a in sw.axis] if sw.axis else ["bins", "bins"]
+        unit = fmt_shift((0, 0), sw.axis).rsplit(" ", 1)[1]
         return ", ".join(
-            f"{name} {lo[i]} to {hi[i]} ({ulo[i]:g} to {uhi[i]:g} {units[i]})"
+            f"{name} {lo[i]} to {hi[i]} ({ulo[i]:g} to {uhi[i]:g} {unit})"
             for i, name in enumerate(("dy", "dx"))
         )
     return f"{lo} to {hi} ({_units(sw, lo)} to {_units(sw, hi)})"
@@ -87,7 +91,7 @@ def _table_2d(sw: Any) -> list[str]:
 
 @click.command()
 @model_argument
-@data_option()
+@data_options
 @shifts_option()
 @shift_mode_option()
 @samples_option
@@ -99,64 +103,76 @@ def _table_2d(sw: Any) -> list[str]:
     show_default=True,
     help="auto: the exact fast engine where it applies.",
 )
+@ray_option
+@axis_options
 @model_options
 @json_option
 @quiet_option
 def sweep(
     model_path: Path,
-    data_path: Path | None,
+    data: DataSpec,
     shifts: str | None,
     shift_mode: str,
     samples: int,
     seed: int,
     engine: str,
+    ray_address: str | None,
+    axis: AxisSpec,
     spec: ModelSpec,
     as_json: bool,
     quiet: bool,
 ) -> None:
     """Measure accuracy and confidence of MODEL over input shifts.
 
+    Without --data a zoo model sweeps held-out examples drawn from its recipe.
+
     \b
-    Example:
+    Examples:
       interp sweep trained/seed_gap.pt --shifts -100:100:50
+      interp sweep model.pt --data test.npz --unit Hz --sample-spacing 0.5
+      interp sweep resnet.pt --data val/ --resize 64,64 --shifts 'y:-8:8;x:-8:8'
+      interp sweep model.pt --data test.npz --ray          (a local Ray)
     """
-    from interp.cli._common import echo_json, get_examples, load_model, show_progress
+    from interp.cli import _common as run
     from interp.geometry.core import structure
     from interp.shifts import default_shifts, parse_shifts
     from interp.sweep.core import shift_sweep
 
-    model, info, shape = load_model(
-        model_path, spec, quiet=quiet
-    )
-    x, y, entry, source = get_examples(info, model, data_path, shape, samples, seed, "sweep",
-                                       quiet)  # fmt: skip
+    run.check_ray(ray_address)
+    model, info, shape = run.load_model(model_path, spec, quiet=quiet)
+    x, y, entry, source = run.get_examples(info, model, data, shape, samples, seed, "sweep",
+                                           quiet, spec)  # fmt: skip
     data_classes = entry.get("classes")
     geo = structure(model, x[:1].to(spec.device))
     shift_list = (
         parse_shifts(shifts, geo.spatial_dims) if shifts else default_shifts(geo.input_shape)
     )
+    info = run.with_axis(info, axis, tuple(geo.input_shape))  # the shape may come from --data
     meta = info.meta if isinstance(info.meta, dict) else {}
-    axis = meta.get("axis") if isinstance(meta.get("axis"), list) else None
-    if axis is not None and len(axis) != geo.spatial_dims:
-        axis = None
+    axis_meta = meta.get("axis") if isinstance(meta.get("axis"), list) else None
+    if axis_meta is not None and len(axis_meta) != geo.spatial_dims:
+        axis_meta = None
     recipe = getattr(info, "recipe", None)
-    sw = shift_sweep(
-        model,
-        x,
-        y,
-        shift_list,
-        mode=shift_mode,
-        engine=engine,
-        structure=geo,
-        axis=axis,
-        train_range=getattr(recipe, "train_shift_range", None),
-        classes=_classes(
-            geo.num_classes, info.classes, data_classes, getattr(recipe, "classes", None)
-        ),
-        progress=show_progress(quiet),
-    )
+    with run.ray_executor(ray_address, model_path, spec, shape) as executor, \
+            run.progress(quiet) as show:  # fmt: skip
+        sw = shift_sweep(
+            model,
+            x,
+            y,
+            shift_list,
+            mode=shift_mode,
+            engine=engine,
+            structure=geo,
+            axis=axis_meta,
+            train_range=getattr(recipe, "train_shift_range", None),
+            classes=_classes(
+                geo.num_classes, info.classes, data_classes, getattr(recipe, "classes", None)
+            ),
+            progress=show,
+            executor=executor,
+        )
     if as_json:
-        echo_json({"model": info.to_dict(), "data": source, "sweep": sw.to_dict()})
+        run.echo_json({"model": info.to_dict(), "data": source, "sweep": sw.to_dict()})
         return
     click.echo(f"{model_path}: {source}, {sw.mode} shifts ({sw.engine}: {sw.engine_reason})")
     click.echo("")

@@ -152,9 +152,9 @@ class RayExecutor:
         num_workers: workers (one CPU each); None: every CPU of the cluster.
         model_path: the file the model was loaded from, sent to the workers; needed
             unless the model is an ``nn.Sequential`` of torch.nn layers.
-        trust, arch, input_shape: how the workers open ``model_path``, as in
-            :func:`interp.load` (``arch`` must be a ``"module:Factory"`` string
-            importable on every worker).
+        trust, arch, arch_kwargs, input_shape, max_memory: how the workers open
+            ``model_path``, as in :func:`interp.load` (``arch`` must be a
+            ``"module:Factory"`` string importable on every worker).
 
     >>> ex = RayExecutor(num_workers=2)                              # doctest: +SKIP
     >>> sw = shift_sweep(model, x, y, [-4, 0, 4], executor=ex)       # doctest: +SKIP
@@ -169,7 +169,9 @@ class RayExecutor:
         model_path: str | os.PathLike[str] | None = None,
         trust: bool = False,
         arch: str | None = None,
+        arch_kwargs: dict[str, Any] | None = None,
         input_shape: tuple[int, ...] | None = None,
+        max_memory: int | str | None = None,
     ) -> None:
         if num_workers is not None and (
             isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1
@@ -180,8 +182,12 @@ class RayExecutor:
         self.address, self.num_workers = address, num_workers
         self.model_path = Path(model_path) if model_path is not None else None
         self.load_options: dict[str, Any] = {"trust": trust, "arch": arch}
+        if arch_kwargs is not None:
+            self.load_options["arch_kwargs"] = dict(arch_kwargs)
         if input_shape is not None:
             self.load_options["input_shape"] = tuple(input_shape)
+        if max_memory is not None:
+            self.load_options["max_memory"] = max_memory
         self._started = False
         self._pool: tuple[str, list[Any], Any] | None = None  # (model key, actors, spawn)
 

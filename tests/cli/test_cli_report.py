@@ -116,11 +116,14 @@ def test_user_model_without_data_says_what_data_would_add(files, tmp_path):
     assert "no data: pass --data FILE" in (out / "report.md").read_text()
 
 
-def test_default_out_dir_is_reports_model_stem(files, tmp_path, monkeypatch):
+def test_default_out_dir_is_a_new_folder_in_the_current_one(files, tmp_path, monkeypatch):
+    """interp-report-<stem>/ beside the user, never the package's committed reports/."""
     monkeypatch.chdir(tmp_path)
     result = run(["report", files["pooled"], "--quiet"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "reports" / "pooled" / "report.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interp-report-pooled"]
+    assert (tmp_path / "interp-report-pooled" / "report.html").is_file()
+    assert "Wrote interp-report-pooled/report.html" in result.stdout
     again = run(["report", files["pooled"], "--quiet"])
     assert again.exit_code == 2
     assert again.output.startswith("Error: `--out` ") and "--force" in again.output

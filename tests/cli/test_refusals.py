@@ -72,7 +72,7 @@ def test_out_is_checked_before_the_model_is_even_opened(runner, tmp_path, comman
     extra = ["--index", "0"] if command == "attribute" else []
     out = blocker / ("fig.png" if command == "attribute" else "report")
     line = _one_error(runner.invoke(main, [command, str(junk), *extra, "--out", str(out)]))
-    assert str(out) in line and "is a file, not a folder" in line
+    assert str(out) in line and f"{str(blocker)!r} is not a directory" in line
     existing = tmp_path / ("old.png" if command == "attribute" else "old")
     if command == "attribute":
         existing.write_bytes(b"png")
