@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from interp._guard import inspecting
+from interp._util import model_device
 from interp.errors import InterpError
 from interp.loading import formats as _formats
 from interp.loading.budget import (
@@ -112,6 +114,17 @@ def load_data(
             f"data file {label} names {len(classes)} classes but the model has "
             f"{expect_classes} outputs; save one name per model output as `classes`"
         )
+    if model is not None and input_shape is None:
+        # The first conv's type is only a guess at the input rank (an EEG net takes
+        # (N, 22, 1000) and adds an axis itself before its Conv2d): measure instead.
+        accepted = _model_accepts(model, x)
+        if accepted is not None:
+            expect_shape, expect_classes = tuple(int(v) for v in x.shape[1:]), accepted
+            if classes is not None and len(classes) != expect_classes:
+                raise InterpError(
+                    f"data file {label} names {len(classes)} classes but the model has "
+                    f"{expect_classes} outputs; save one name per model output as `classes`"
+                )
     _check_shape(x, expect_shape, label)
     _check_range(y, expect_classes, label)
     return Dataset(x=x, y=y, classes=classes, path=label, notes=tuple(notes))
@@ -325,6 +338,20 @@ def _expectations(
     if num_classes is None and classes is not None:
         num_classes = len(classes)
     return expect, num_classes
+
+
+def _model_accepts(model: nn.Module, x: torch.Tensor) -> int | None:
+    """The number of logits when ``model`` takes one row of ``x`` as it is, else None."""
+    if x.shape[0] == 0:
+        return None
+    try:
+        with inspecting(model), torch.no_grad():
+            out = model(x[:1].to(model_device(model)))
+    except Exception:  # any failure means: not this shape; the shape check explains
+        return None
+    if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == 1:
+        return int(out.shape[1])
+    return None
 
 
 def _fmt(shape: tuple[int | None, ...]) -> str:

@@ -174,3 +174,28 @@ def test_truncated_data_file_is_refused(tmp_path: Path):
         _refused(tmp_path / "t.npz", "is truncated or corrupt")
     (tmp_path / "t.pt").write_bytes(torch_bytes({"x": torch.zeros(2, 1, 4)})[:-40])
     _refused(tmp_path / "t.pt", "is truncated or corrupt")
+
+
+class _AddsAnAxis(nn.Module):
+    """EEG-style: (N, 4 electrodes, T) -> unsqueeze -> Conv2d over (electrodes, time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, (4, 5))
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x.unsqueeze(1)).amax((-2, -1)))
+
+
+def test_data_the_model_takes_as_it_is_is_accepted(tmp_path):
+    """The first conv's type (Conv2d) does not decide the rank: the model's own forward does."""
+    model = _AddsAnAxis().eval()
+    path = tmp_path / "eeg.npz"
+    np.savez(path, x=np.random.default_rng(0).normal(size=(5, 4, 40)).astype("float32"),
+             y=np.array([0, 1, 0, 1, 1]))  # fmt: skip
+    data = load_data(path, model=model)
+    assert tuple(data.x.shape) == (5, 4, 40)
+    np.savez(path, x=np.zeros((2, 4, 40), "float32"), y=np.array([0, 2]))
+    with pytest.raises(interp.InterpError, match="out of range|2"):
+        load_data(path, model=model)  # 2 logits measured, so label 2 is refused
