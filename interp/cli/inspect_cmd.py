@@ -6,7 +6,17 @@ from pathlib import Path
 
 import click
 
-from interp.cli._options import ModelSpec, json_option, model_argument, model_options
+from interp.cli._options import (
+    DataSpec,
+    ModelSpec,
+    data_options,
+    json_option,
+    model_argument,
+    model_options,
+)
+
+# 1D length / 2D side at which a model whose head pools positions away is shown
+DEFAULT_LENGTH = {1: 1024, 2: 64}
 
 
 def _fmt(value: object) -> str:
@@ -20,10 +30,12 @@ def _fmt(value: object) -> str:
 @click.command()
 @model_argument
 @model_options
+@data_options
 @json_option
 def inspect(
     model_path: Path,
     spec: ModelSpec,
+    data: DataSpec,
     as_json: bool,
 ) -> None:
     """Show each layer's geometry and whether the model can be shift invariant.
@@ -38,13 +50,35 @@ def inspect(
     model, info, shape = load_model(
         model_path, spec
     )
-    geo = structure(model, input_shape=shape)
+    x, note = None, None
+    data.check()
+    if data.path is not None:  # the geometry is read at the data's shape: EEG (N, 22, 1000) as is
+        from interp.loading.core import load_data
+
+        x = load_data(data.path, labels=data.labels, input_shape=shape,
+                      **data.read_options()).x[:2]  # the model checks it, in structure()
+    elif shape is None:
+        from interp.geometry.infer import AnyLength, infer_input_shape
+
+        try:
+            shape = infer_input_shape(model)
+        except AnyLength as err:
+            n = DEFAULT_LENGTH[err.dims]
+            shape = (*err.channels, *(n,) * err.dims)
+            note = (f"the head pools positions away, so any input length fits; geometry shown "
+                    f"at the default {'length' if err.dims == 1 else 'size'} "
+                    f"{'x'.join([str(n)] * err.dims)} (pass --input-shape or --data for yours)")
+    geo = structure(model, x, input_shape=shape)
     sentences = explain(geo)
     if as_json:
-        echo_json({"model": info.to_dict(), "structure": geo.to_dict(), "verdict": sentences})
+        echo_json({"model": info.to_dict(), "structure": geo.to_dict(), "verdict": sentences,
+                   **({"note": note} if note else {})})
         return
     click.echo(f"{model_path}  ({info.format}, {info.parameters:,} parameters)")
-    click.echo(f"input shape {_fmt(geo.input_shape)}\n")
+    click.echo(f"input shape {_fmt(geo.input_shape)}  (graph read by {geo.method})")
+    if note:
+        click.echo(f"note: {note}")
+    click.echo("")
     rows = [("layer", "type", "output", "receptive field", "stride", "equivariant")]
     for lay in geo.layers:
         eq = {True: "yes", False: "NO", None: "n/a"}[lay.equivariant]

@@ -314,13 +314,21 @@ def _window(
 
 
 def _window_map(kind: str, params: dict[str, Any], main: Layout, out: tuple[int, ...]) -> AxisMap:
-    """A window op keeps axes in place; one pooled/convolved down to 1 position is gone."""
+    """A window op keeps axes in place; one whose window covers a whole axis (a full-kernel
+    classifier conv, a global pool) leaves 1 position and the axis is gone. A strided window
+    that happens to leave 1 position of a short input keeps the axis (a 1-position map)."""
     amap = dict(main.amap)
     shape = main.shape or ()
-    for a in params["axes"]:
+    for j, a in enumerate(params["axes"]):
         for key in _spatial_at(amap, a):
             if -a <= len(out) and out[a] == 1 and shape[a] > 1:
-                amap[key] = GONE
+                if "kernel" not in params:  # an adaptive pool: its bins cover the axis
+                    amap[key] = GONE
+                    continue
+                reach = (params["kernel"][j] - 1) * params["dilation"][j] + 1
+                padded = shape[a] + params["padding"][j] + params["padding_after"][j]
+                if reach >= padded:
+                    amap[key] = GONE
     if kind == "conv":  # a key on the channel axis is mixed by the full channel connection
         amap = _gone(amap, [params["axes"][0] - 1])
     return amap

@@ -199,10 +199,18 @@ def structure(
             "interp explains models of 1D signals and 2D images"
         )
     dims = xb.dim() - 2
-    graph = _trace(model, xb)
+    if isinstance(model, torch.jit.ScriptModule):
+        return _scripted(model, xb, dims)
+    graph, xb = _trace(model, xb, x)
+    return _from_graph(graph, xb, dims)
+
+
+def _from_graph(
+    graph: Graph, xb: torch.Tensor, dims: int, *, method: str | None = None,
+    reason: str | None = None, unavailable: tuple[str, ...] = (),
+) -> Structure:  # fmt: skip
     geo = geometry(graph)
-    with inspecting(model):
-        out, _ = graph.run(xb)
+    out, _ = graph.run(xb)
     if not isinstance(out, torch.Tensor):
         raise InterpError(
             f"the model returned {type(out).__name__}, not a tensor of logits; "
@@ -220,9 +228,38 @@ def structure(
         global_pooling=head.kind == "pooled",
         collapse=collapsed,
         graph=graph,
-        method=graph.method,
-        fallback_reason=graph.fallback_reason,
+        method=method or graph.method,
+        fallback_reason=reason or graph.fallback_reason,
+        unavailable=unavailable,
     )
+
+
+def _scripted(model: nn.Module, xb: torch.Tensor, dims: int) -> Structure:
+    """A TorchScript model: its TorchScript graph is read where torch can convert it (see
+    :func:`interp.geometry.graph.trace`); else say which parts are unavailable."""
+    try:
+        graph = trace(model, xb)
+    except InterpError as err:  # no graph: the parts that need one are unavailable
+        with inspecting(model), torch.no_grad():
+            out = model(xb)
+        return Structure(
+            input_shape=tuple(int(v) for v in xb.shape[1:]), spatial_dims=dims, layers=(),
+            head=Head("unknown", None, None, None, None, None, False, measured=(
+                "not measured: the TorchScript graph could not be read")),
+            num_classes=int(out.shape[1]) if out.dim() == 2 else None, global_pooling=False,
+            collapse=None, graph=None, method="hooks", fallback_reason=str(err),
+            unavailable=(
+                "layer geometry, the head and interp.record: this TorchScript model's graph "
+                "could not be read and ScriptModules take no hooks; shift sweeps, consistency "
+                "and attributions still work (they only run the model)",
+            ),
+        )  # fmt: skip
+    return _from_graph(
+        graph, xb, dims,
+        unavailable=("interp.record on module paths: ScriptModules take no hooks; call sites "
+                     "have aten names (conv2d_1, relu__3); capture them with "
+                     "structure.graph.run(x, capture=[...])",),
+    )  # fmt: skip
 
 
 def _examples(
@@ -246,14 +283,26 @@ def _examples(
     return torch.cat([x, extra.to(device=x.device, dtype=x.dtype)])
 
 
-def _trace(model: nn.Module, xb: torch.Tensor) -> Graph:
-    try:
-        return trace(model, xb)
-    except InterpError as err:
-        raise InterpError(
-            f"the model fails on an input of shape {tuple(xb.shape)} ({err}); pass the right "
-            f"`--input-shape` ({'C,L' if xb.dim() == 3 else 'C,H,W'})"
-        ) from err
+def _trace(
+    model: nn.Module, xb: torch.Tensor, x: torch.Tensor | None
+) -> tuple[Graph, torch.Tensor]:
+    """Trace on two samples; else on one, else on all of x (a .pt2 with a fixed batch)."""
+    tries = [xb, xb[:1]]
+    if x is not None and x.shape[0] > 2:
+        tries.append(x.detach())
+    first: InterpError | None = None
+    for batch in tries:
+        try:
+            return trace(model, batch), batch
+        except InterpError as err:
+            first = first or err
+    assert first is not None
+    form = "C,L" if xb.dim() == 3 else "C,H,W"
+    raise InterpError(
+        f"the model fails on an input of shape {tuple(xb.shape)} ({first}); pass the right "
+        f"`--input-shape` (this input is {form}: {','.join(str(v) for v in xb.shape[1:])}) "
+        "or `--data`"
+    ) from first
 
 
 def _reaching(graph: Graph) -> set[str]:
@@ -312,6 +361,7 @@ def _find_reads(graph: Graph, geo: Mapping[str, NodeGeometry], dims: int) -> str
     by = {n.name: n for n in graph.nodes}
     while by[reads].inputs and by[reads].inputs[0] != "input" and (
         _moves_axes_only(by[reads], geo, dims) or _identity_in_eval(by[reads])
+        or geo[reads].role == "global pool"  # over 1 position: the map is its input
     ):
         # (N, L, C) after a permute: read the map before it; a Dropout in eval returns its
         # input, so the map is the layer before it (today's convention: seed_cnn reads '2')
@@ -502,17 +552,16 @@ def explain(geo: Structure) -> list[str]:
     kinds = {n.name: n for n in geo.graph.nodes} if geo.graph is not None else {}
     brk = kinds.get(head.breaks or "")
     if head.kind == "positional":
-        after = [n for n in (geo.graph.nodes if geo.graph is not None else ())]
-        softmax = bool(after) and any(
-            str(n.params.get("class", n.params.get("op", ""))).lower() in ("logsoftmax",
-            "log_softmax", "softmax") for n in after[-4:]
-        )  # fmt: skip
-        if brk is not None and brk.kind == "conv" and head.affine is not None:
+        softmax = any(
+            "softmax" in str(n.params.get("class", n.params.get("op", ""))).lower()
+            for n in (geo.graph.nodes if geo.graph is not None else ())
+        )
+        if brk is not None and brk.kind == "conv":
             first = (
                 f"The classifier conv {brk.name!r} covers all {pos} positions of "
-                f"{head.reads!r}: it gives every ({head.channels} kernel, position) pair its own "
-                "weight, like Flatten -> Linear, so the model cannot be translation invariant "
-                "by construction."
+                f"{head.reads!r}: it gives every (kernel, position) of its {head.channels} "
+                f"kernels x {pos} positions its own weight, like Flatten -> Linear, so the "
+                "model cannot be translation invariant by construction."
             )
         elif brk is not None and brk.kind == "index":
             first = (

@@ -1128,6 +1128,8 @@ def trace(model: nn.Module, x: torch.Tensor, *, methods: Iterable[str] = METHODS
         raise InterpError(
             "trace: x must be a batched tensor shaped (N, C, ...); pass x[None] for one sample"
         )
+    if isinstance(model, torch.jit.ScriptModule):
+        return _trace_script(model, x)
     methods = list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -1163,3 +1165,25 @@ def trace(model: nn.Module, x: torch.Tensor, *, methods: Iterable[str] = METHODS
         f"trace: no method could read the model ({'; '.join(reasons)}); "
         "pass methods including 'hooks', or simplify the forward"
     )
+
+
+def _trace_script(model: nn.Module, x: torch.Tensor) -> Graph:
+    """A TorchScript model takes no hooks and no fx/export tracing: convert its TorchScript
+    graph to an ExportedProgram (torch's TS2EPConverter), unflatten it, and read that with
+    torch.export. Call sites get aten names (``conv2d_1``, ``relu__3``)."""
+    from dataclasses import replace
+
+    try:
+        from torch._export.converter import TS2EPConverter
+
+        with inspecting(model), _quiet():
+            program = TS2EPConverter(model, (x,)).convert()
+            converted = torch.export.unflatten(program)
+        graph = trace(converted, x, methods=("export",))
+    except Exception as err:
+        raise InterpError(
+            f"trace: the TorchScript model's graph could not be read ({_one_line(err)}); "
+            "save the model as a state dict or a torch.export .pt2 for its structure"
+        ) from err
+    reason = "TorchScript: its graph converted to an ExportedProgram (TS2EPConverter), then read"
+    return replace(graph, fallback_reason=reason)

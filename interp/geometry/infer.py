@@ -17,6 +17,15 @@ class _Stop(Exception):
     """Raised inside a pre-hook to end a probe forward early."""
 
 
+class AnyLength(InterpError):
+    """Every input length fits (the head pools positions away); ``channels`` and ``dims``
+    say what an input needs otherwise."""
+
+    def __init__(self, message: str, channels: tuple[int, ...], dims: int) -> None:
+        super().__init__(message)
+        self.channels, self.dims = channels, dims
+
+
 def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
     """Infer (C, L) or (C, H, W) from the first conv and, if any, the head Linear.
 
@@ -37,6 +46,10 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
     dims = 1 if isinstance(conv, nn.Conv1d) else 2
     linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
     hint = "pass `--input-shape " + ("C,L`" if dims == 1 else "C,H,W`")
+    if dims == 2 and conv.in_channels == 1:
+        # braindecode-style nets take (C, L) and add the axis themselves (Ensure4d)
+        hint += " (or C,L if the model adds an axis itself, as EEG nets with Ensure4d do)"
+    hint += ", or `--data` with examples"
     if linear is None:
         raise InterpError(f"cannot infer the input length: the model has no Linear head; {hint}")
     device = model_device(model)
@@ -83,9 +96,11 @@ def infer_input_shape(model: nn.Module) -> tuple[int, ...]:
     if features(2 * lo + 8) == target:
         # Far longer inputs give the same features: positions are pooled away before
         # the Linear, so every length fits and none can be inferred.
-        raise InterpError(
+        raise AnyLength(
             "cannot infer the input length: the head pools positions away, so any length "
-            f"fits; {hint}"
+            f"fits; {hint}",
+            (conv.in_channels,),
+            dims,
         )
     # Strided layers map a few consecutive lengths to the same features (512..515 for a
     # stride-4 trunk); all fit, so take the one divisible by the largest power of two, as

@@ -240,3 +240,54 @@ def test_record_names_checked_and_hooks_removed_when_the_block_raises():
     with pytest.raises(KeyError):
         block()
     assert no_hooks_left(model)
+
+
+# --- models without a Python forward ------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torchscript_model_is_read_from_its_graph(tmp_path):
+    case = ARCHS["fcn_like"]
+    x = torch.randn(2, *case.input_shape, generator=torch.Generator().manual_seed(3))
+    torch.jit.script(case.factory(seed=0)).save(tmp_path / "fcn_ts.pt")
+    model, _info = interp.load(tmp_path / "fcn_ts.pt", trust=True)
+    geo = structure(model, x)
+    assert "TorchScript" in (geo.fallback_reason or "") and geo.unavailable
+    fm = case.feature_map
+    lay = geo.layer(geo.head.reads)  # aten names: the truth is the geometry, not the name
+    assert (lay.stride, lay.receptive_field, lay.offset) == (
+        fm.stride, fm.receptive_field, tuple(-s for s in fm.start))
+    assert (geo.head.kind, geo.head.affine) == (case.head_kind, case.head_affine)
+
+
+def test_pt2_with_a_fixed_batch_of_one(tmp_path):
+    case = ARCHS["positional_seed_like"]
+    x = torch.randn(1, *case.input_shape, generator=torch.Generator().manual_seed(4))
+    program = torch.export.export(case.factory(seed=0), (x,))  # static batch 1
+    torch.export.save(program, tmp_path / "seed.pt2")
+    model, _info = interp.load(tmp_path / "seed.pt2", trust=True)
+    geo = structure(model, x)
+    assert geo.method == "export" and geo.head.kind == "positional" and geo.head.affine
+    lay = geo.layer(geo.head.reads)
+    assert (lay.stride, lay.receptive_field, lay.output_shape) == ((2,), (19,), (8, 247))
+
+
+def test_inspect_reads_eeg_data_as_is_and_states_the_default_length(tmp_path):
+    from click.testing import CliRunner
+
+    from interp.cli.main import main
+
+    np = pytest.importorskip("numpy")
+    torch.save(ARCHS["shallow_fbcsp_like_no_logsoftmax"].factory(seed=0), tmp_path / "eeg.pt")
+    gen = np.random.default_rng(0)
+    np.savez(tmp_path / "eeg.npz", x=gen.standard_normal((4, 22, 1000)).astype("float32"),
+             y=np.arange(4) % 4)
+    runner = CliRunner()
+    res = runner.invoke(main, ["inspect", str(tmp_path / "eeg.pt"), "--trust", "--data",
+                               str(tmp_path / "eeg.npz")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "input shape 22x1000" in res.output and "covers all 61 positions" in res.output
+    interp.save(ARCHS["constant_pad_model"].factory(seed=0), tmp_path / "pooled.pt")
+    res = runner.invoke(main, ["inspect", str(tmp_path / "pooled.pt")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "input shape 1x1024" in res.output and "default length 1024" in res.output
