@@ -50,7 +50,8 @@ def model_specs(models: tuple[str, ...], spec: ModelSpec) -> list[tuple[Path, Mo
                 "of the two"
             )
         arch = inline if inline is not None else (archs[i] if archs else None)
-        out.append((path, dataclasses.replace(spec, arch=arch, archs=())))
+        kwargs = spec.arch_kwargs if arch is not None else None  # for the models with --arch
+        out.append((path, dataclasses.replace(spec, arch=arch, archs=(), arch_kwargs=kwargs)))
     if spec.arch_kwargs is not None and not any(s.arch for _, s in out):
         raise InputError("`--arch-kwargs` are the arguments of --arch's factory; pass --arch too")
     return out
