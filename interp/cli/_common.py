@@ -61,7 +61,7 @@ def parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def _memory(spec: ModelSpec) -> int | None:
+def memory_limit(spec: ModelSpec) -> int | None:
     """``--max-memory`` in bytes (None: the default budget of each file)."""
     if spec.max_memory is None:
         return None
@@ -99,7 +99,7 @@ def load_model(
     trust, arch, device = spec.trust, spec.arch, spec.device
     shape = parse_shape(spec.input_shape)
     kwargs = _arch_kwargs(spec, arch)
-    limit = _memory(spec)
+    limit = memory_limit(spec)
     from interp.loading.core import load
 
     if device == "cuda":
@@ -144,7 +144,7 @@ def load_data_for(
         return None
     from interp.loading.core import load_data
 
-    limit = _memory(spec) if spec is not None else None
+    limit = memory_limit(spec) if spec is not None else None
     return quietly(data.path, quiet, load_data, data.path, model=model, input_shape=shape,
                    max_memory=limit, labels=data.labels, **data.read_options())  # fmt: skip
 
@@ -205,7 +205,7 @@ def ray_executor(
     if kwargs is not None:
         options["arch_kwargs"] = kwargs
     if spec.max_memory is not None:
-        options["max_memory"] = _memory(spec)
+        options["max_memory"] = memory_limit(spec)
     executor = RayExecutor(address or None, model_path=model_path, trust=spec.trust,
                            arch=spec.arch, input_shape=shape, **options)  # fmt: skip
     try:

@@ -40,11 +40,15 @@ def inspect(
 ) -> None:
     """Show each layer's geometry and whether the model can be shift invariant.
 
+    The input shape comes from --input-shape, the checkpoint, or --data.
+
     \b
-    Example:
+    Examples:
       interp inspect trained/seed_cnn.pt
+      interp inspect eeg_net.pt --data eeg_test.npz
+      interp inspect weights.pt --arch mypkg.nets:small --input-shape 1,512
     """
-    from interp.cli._common import echo_json, load_model
+    from interp.cli._common import echo_json, load_model, memory_limit
     from interp.geometry.core import explain, structure
 
     model, info, shape = load_model(
@@ -56,6 +60,7 @@ def inspect(
         from interp.loading.core import load_data
 
         x = load_data(data.path, labels=data.labels, input_shape=shape,
+                      max_memory=memory_limit(spec),
                       **data.read_options()).x[:2]  # the model checks it, in structure()
     elif shape is None:
         from interp.geometry.infer import AnyLength, infer_input_shape

@@ -26,7 +26,7 @@ def train(name: str | None, out: Path | None, list_models: bool, quiet: bool) ->
       interp train seed_cnn --out /tmp/seed_cnn.pt
     """
     from interp import zoo
-    from interp.cli._common import show_progress
+    from interp.cli._common import progress
 
     if list_models:
         for entry in zoo.ZOO.values():
@@ -36,7 +36,8 @@ def train(name: str | None, out: Path | None, list_models: bool, quiet: bool) ->
         raise click.UsageError("give a model NAME (see `interp train --list`)")
     zoo.get(name)  # unknown name: one line listing the valid ones, exit 2
     path = out if out is not None else Path("trained") / f"{name}.pt"
-    _, meta = zoo.train(name, out=path, progress=show_progress(quiet))
+    with progress(quiet) as show:
+        _, meta = zoo.train(name, out=path, progress=show)
     t = meta["training"]
     click.echo(
         f"wrote {path}: validation accuracy {t['accuracy_val']:.1%} "
