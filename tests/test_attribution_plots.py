@@ -39,7 +39,7 @@ def test_maps_plot_has_one_row_per_shift_in_axis_units(spectra_cmp):
     rows = [ax for ax in fig.axes if ax.get_title(loc="left")]
     assert len(rows) == 3
     assert rows[-1].get_xlabel() == "wavelength (nm)"
-    assert rows[0].get_title(loc="left").startswith("shift -4: Pearson")
+    assert rows[0].get_title(loc="left").startswith("shift -4 nm: Pearson")
     with pytest.raises(ValueError, match="`sample` 2 is out of range for 2 samples"):
         spectra_cmp.plot_maps(2)
     with pytest.raises(ValueError, match="plot_neurons needs a feature-map method"):

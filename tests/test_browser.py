@@ -189,3 +189,48 @@ def test_fits_a_phone_screen(page):
         page.send("Emulation.clearDeviceMetricsOverride")
     page_width, viewport, image_right = widths
     assert page_width <= viewport and image_right <= viewport  # no sideways scrolling
+
+
+# --- every screen: a phone (390 px) and a desktop (1280 px) ----------------------------
+
+MIN_CSS_PX = 9.0  # the smallest figure text a reader should meet, in CSS px
+
+LAYOUT = """(() => {
+  const vw = document.documentElement.clientWidth;
+  const figures = Array.from(document.querySelectorAll('img[data-min-points]')).map(i => {
+    const r = i.getBoundingClientRect();
+    const pt = parseFloat(i.dataset.minPoints), inches = parseFloat(i.dataset.widthIn);
+    // text px = points x (shown CSS px per figure inch) / 72
+    return {id: i.closest('figure').id, px: pt * r.width / (inches * 72), right: r.right};
+  });
+  const captions = Array.from(document.querySelectorAll('figcaption, p.caption')).map(c => {
+    const r = c.getBoundingClientRect();
+    let box = c.parentElement.getBoundingClientRect();
+    for (let p = c.parentElement; p; p = p.parentElement) {  // the nearest clipping box
+      const s = getComputedStyle(p);
+      if (s.overflowX !== 'visible') { box = p.getBoundingClientRect(); break; }
+    }
+    return {text: c.textContent.slice(0, 60), left: r.left, right: r.right,
+            boxLeft: box.left, boxRight: box.right, scroll: c.scrollWidth - c.clientWidth};
+  });
+  return {vw, page: document.documentElement.scrollWidth, figures, captions,
+          backticks: document.body.innerText.includes('`')};
+})()"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_layout_on_phone_and_desktop(page, width):
+    page.send("Emulation.setDeviceMetricsOverride", width=width, height=900,
+              deviceScaleFactor=1, mobile=False)  # fmt: skip
+    try:
+        out = _evaluate(page, LAYOUT)
+    finally:
+        page.send("Emulation.clearDeviceMetricsOverride")
+    assert out["page"] <= out["vw"]  # no sideways scrolling of the page
+    assert out["figures"]
+    small = [f for f in out["figures"] if f["px"] < MIN_CSS_PX - 1e-6 or f["right"] > out["vw"]]
+    assert small == []  # every figure's text >= 9 CSS px, every figure inside the screen
+    clipped = [c for c in out["captions"] if c["scroll"] > 0 or c["right"] > c["boxRight"] + 0.5
+               or c["left"] < c["boxLeft"] - 0.5]  # fmt: skip
+    assert clipped == []  # captions wrap inside what shows them, never cut off
+    assert not out["backticks"]  # `names` render as code, not as literal backticks

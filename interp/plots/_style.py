@@ -18,10 +18,17 @@ CLASS_COLOURS = (
 )  # fmt: skip
 WEIGHT_CMAP = "RdBu_r"  # signed weights and contributions, centred on 0
 ACTIVATION_CMAP = "viridis"  # non-negative activations and footprints
-SHIFTED = "#D55E00"  # "after the shift" lines
-ORIGINAL = "#0072B2"  # "before the shift" lines
+# Before/after lines that are not a class: greys, so a colour always means a class.
+SHIFTED = "#1b1b1b"  # "after the shift" lines
+ORIGINAL = "#8c8c8c"  # "before the shift" lines
 TRAINING_SPAN = "#999999"  # shading of the training shift range
 DPI = 100
+# Sized for a phone as well as a desktop: a report column is 351-366 CSS px wide on a
+# 390 px phone (with or without a scrollbar), so a figure WIDTH inches wide shows text of p
+# points at p * 351 / (72 * WIDTH) CSS px; with WIDTH 4.8 and no text under MIN_POINTS
+# (9 pt) every label is >= 9 CSS px.
+WIDTH = 4.8
+MIN_POINTS = 9.0
 
 
 def class_colour(index: int) -> str:
@@ -73,6 +80,7 @@ class InlineFigure(Figure):
         FigureCanvasAgg(self)  # attaches itself as self.canvas
 
     def _repr_png_(self) -> bytes:
+        legible(self)
         buf = io.BytesIO()
         self.savefig(buf, format="png", bbox_inches="tight")
         return buf.getvalue()
@@ -95,14 +103,42 @@ def drawn(fig: Figure) -> dict[str, Any]:
     return dict(getattr(fig, "interp_drawn", {}) or {})
 
 
+def legible(fig: Figure, min_points: float = MIN_POINTS) -> float:
+    """Raise every text of ``fig`` (labels, ticks, legends, titles) to ``min_points``;
+    returns the smallest size left (the browser test checks it in CSS px)."""
+    from matplotlib.text import Text
+
+    sizes = []
+    for text in fig.findobj(Text):
+        if text.get_text() and text.get_visible():
+            if text.get_fontsize() < min_points:
+                text.set_fontsize(min_points)
+            sizes.append(float(text.get_fontsize()))
+    return min(sizes, default=min_points)
+
+
 def new_figure(
-    nrows: int = 1, ncols: int = 1, *, width: float = 8.0, height: float = 3.2, **kwargs: Any
+    nrows: int = 1, ncols: int = 1, *, width: float = WIDTH, height: float = 3.2, **kwargs: Any
 ) -> tuple[Figure, Any]:
     """A Figure (not pyplot-managed, shown inline in Jupyter) and its axes, sized for a
-    report column."""
+    report column (at most ``WIDTH`` inches wide: see :data:`WIDTH`)."""
+    width = min(width, WIDTH)
     fig = InlineFigure(figsize=(width, height * nrows), dpi=DPI, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
     return fig, axes
+
+
+def panel_grid(
+    n: int, *, height: float = 2.6, cols: int = 2, **kwargs: Any
+) -> tuple[Figure, list[Axes]]:
+    """``n`` panels in rows of at most ``cols`` (a phone-width figure); unused ones hidden."""
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    fig, axes = new_figure(rows, cols, height=height, **kwargs)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 def figure_for(ax: Axes | None, **kwargs: Any) -> tuple[Figure, Axes]:

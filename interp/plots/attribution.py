@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
+from interp._util import default_unit
 from interp.plots._style import (
     ORIGINAL,
     SHIFTED,
@@ -40,12 +42,24 @@ def _axis(c: AttributionComparison, i: int) -> dict[str, Any] | None:
     return c.axis_meta(i)
 
 
+def _unit(c: AttributionComparison, i: int) -> str:
+    return (_axis(c, i) or {}).get("unit") or default_unit(c.inputs.dim() - 2)
+
+
 def _shift_text(c: AttributionComparison, s: Any) -> str:
+    """'shift -1312 Hz', '(dy, dx) = (+2, -3) px': the shift in the input's unit."""
     if isinstance(s, tuple):
         dy = shift_to_units([s[0]], _axis(c, 0))[0]
         dx = shift_to_units([s[1]], _axis(c, 1))[0]
-        return f"shift ({dy:+g}, {dx:+g})"
-    return f"shift {shift_to_units([s], _axis(c, 0))[0]:+g}"
+        return f"shift ({dy:+g}, {dx:+g}) {_unit(c, 0)}"
+    return f"shift {shift_to_units([s], _axis(c, 0))[0]:+g} {_unit(c, 0)}"
+
+
+def _name(c: AttributionComparison, sample: int, classes: Sequence[str] | None) -> str:
+    """The target of ``sample`` by class name ('tones'), else its index ('class 2')."""
+    t = int(c.target[sample])
+    names = list(classes or getattr(c, "classes", None) or [])
+    return f"'{names[t]}'" if t < len(names) else f"class {t}"
 
 
 def _r(value: float) -> str:
@@ -85,12 +99,17 @@ def plot_similarity(c: AttributionComparison, ax: Axes | None = None) -> Figure:
     if pearson.shape[0] > 1:
         for row in pearson:
             ax.plot(xpos, row, color=ORIGINAL, alpha=0.2, linewidth=0.8)
-    ax.plot(xpos, mean_r, color=ORIGINAL, marker="o", label="Pearson (mean over samples)")
-    ax.plot(xpos, mean_c, color=SHIFTED, linestyle="--", marker=".", label="cosine (mean)")
+    over = " (mean over samples)" if pearson.shape[0] > 1 else ""
+    # Pearson and cosine often coincide: a solid line with open circles under a dashed one
+    # with crosses stays readable as two curves.
+    ax.plot(xpos, mean_r, color=ORIGINAL, marker="o", mfc="none", ms=7, lw=2.2,
+            label=f"Pearson{over}")  # fmt: skip
+    ax.plot(xpos, mean_c, color=SHIFTED, linestyle="--", marker="x", ms=5, lw=1.2,
+            label=f"cosine{over}")  # fmt: skip
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("similarity to the unshifted map")
-    ax.set_title(f"{c.method}: aligned maps versus the unshifted map ({c.mode} shifts)")
+    ax.set_title(f"{c.method.replace('_', ' ')}: aligned vs unshifted map ({c.mode} shifts)")
     ax.legend(loc="lower left", fontsize="small")
     return fig
 
@@ -129,14 +148,17 @@ def plot_maps(
     *,
     aligned: bool = True,
     fig: Figure | SubFigure | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Figure:
     """The input with its attribution, one row per shift (1D) or a grid of heatmaps (2D).
+
+    ``classes`` names the target in the title ('tones' rather than class 2).
 
     ``aligned`` shows every map in the unshifted frame (the input unshifted); else each
     shifted input with its own map. Positions outside the compared overlap are shaded.
     """
     if c.output == "feature map":
-        return plot_neurons(c, sample, fig=fig)
+        return plot_neurons(c, sample, fig=fig, classes=classes)
     _check_sample(c, sample)
     chosen = _chosen(c)
     maps = (c.aligned if aligned else c.maps)[sample].sum(1)  # (S, *spatial)
@@ -163,8 +185,8 @@ def plot_maps(
                      fontsize="small", loc="left")  # fmt: skip
     axes[-1, 0].set_xlabel(axis_label(_axis(c, 0)))
     frame = "aligned to the unshifted input" if aligned else "on each shifted input"
-    fig.suptitle(f"{c.method} (red: for class {int(c.target[sample])}, blue: against), {frame}",
-                 fontsize="medium")  # fmt: skip
+    fig.suptitle(f"{c.method.replace('_', ' ')} (red: for {_name(c, sample, classes)}, blue: "
+                 f"against), {frame}", fontsize="medium")  # fmt: skip
     return _root(fig)
 
 
@@ -201,7 +223,8 @@ def _check_sample(c: AttributionComparison, sample: int) -> None:
 
 
 def plot_neurons(
-    c: AttributionComparison, sample: int = 0, *, fig: Figure | SubFigure | None = None
+    c: AttributionComparison, sample: int = 0, *, fig: Figure | SubFigure | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Figure:
     """Layer attribution per (kernel, position) neuron at each shift, under the class weights.
 
@@ -217,7 +240,7 @@ def plot_neurons(
     chosen = _chosen(c)
     panels: list[tuple[str, torch.Tensor, str]] = []
     if c.weights is not None:
-        panels.append((f"head weights for class {int(c.target[sample])}", c.weights[sample], "w"))
+        panels.append((f"head weights for {_name(c, sample, classes)}", c.weights[sample], "w"))
     for i in chosen:
         title = f"{_shift_text(c, c.shifts[i])}: total {float(c.total[sample, i]):.3g}"
         panels.append((title, c.maps[sample, i], "a"))
@@ -244,6 +267,6 @@ def plot_neurons(
         fig.colorbar(img, ax=ax, pad=0.01, label="weight" if kind == "w" else "attribution")
         ax.set_title(title, fontsize="small", loc="left")
     axes[-1, 0].set_xlabel(axis_label(_axis(c, len(size) - 1)))
-    fig.suptitle(f"{c.method} on layer {c.layer!r}: neurons carrying class "
-                 f"{int(c.target[sample])} at each shift", fontsize="medium")  # fmt: skip
+    fig.suptitle(f"{c.method.replace('_', ' ')} on layer {c.layer!r}: neurons carrying "
+                 f"{_name(c, sample, classes)} at each shift", fontsize="medium")  # fmt: skip
     return _root(fig)

@@ -25,6 +25,7 @@ from interp.plots._style import (
     class_colour,
     figure_for,
     new_figure,
+    panel_grid,
     record,
 )
 
@@ -175,8 +176,8 @@ def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
         ax.set_title("all classes: sum |weight| (footprints outlined)")
         return record(fig, kind="profiles", dims=2, footprint="dashed boxes")
     if g.dims == 2:
-        fig, axes = new_figure(1, len(conn.classes), width=3.4 * len(conn.classes), height=3.2)
-        for k, a in enumerate(axes[0]):
+        fig, axes = panel_grid(len(conn.classes), height=2.6)
+        for k, a in enumerate(axes):
             image(a, g, conn.profile_abs[k], ACTIVATION_CMAP, signed=False)
             fp_box = conn.per_class[k].footprint
             if fp_box is not None:
@@ -253,14 +254,14 @@ def plot_kernels(conn: Connectivity, cls: int = 0, top: int = 4) -> Figure:
     """The first-conv kernels class ``cls`` relies on most (its pattern detectors)."""
     c = conn.per_class[cls]
     chosen = list(c.top_kernels[:top])
-    fig, axes = new_figure(1, max(len(chosen), 1), width=2.6 * max(len(chosen), 1), height=2.6)
+    fig, axes = panel_grid(max(len(chosen), 1), height=2.2)
     if conn.kernels is None:
-        ax = axes[0, 0]
+        ax = axes[0]
         ax.axis("off")
         ax.text(0.5, 0.5, f"no kernel shapes: {conn.kernels_note}", ha="center", va="center",
                 wrap=True, transform=ax.transAxes)  # fmt: skip
         return fig
-    for a, k, score in zip(axes[0], chosen, c.kernel_scores, strict=False):
+    for a, k, score in zip(axes, chosen, c.kernel_scores, strict=False):
         kern = conn.kernels[k].sum(0).double().numpy()  # (*k), summed over input channels
         if kern.ndim == 1:
             a.plot(np.arange(len(kern)), kern, color=class_colour(cls))
@@ -271,7 +272,7 @@ def plot_kernels(conn: Connectivity, cls: int = 0, top: int = 4) -> Figure:
             a.imshow(kern, cmap=WEIGHT_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest")
             a.set_xlabel("x (px)")
         a.set_title(f"kernel {k} ({score:+.3g})", fontsize="small")
-    axes[0, 0].set_ylabel("conv weight")
+    axes[0].set_ylabel("conv weight")
     fig.suptitle(f"class {conn.classes[cls]!r}: kernels ranked by {conn.top_kernels_by}")
     return fig
 
@@ -291,8 +292,8 @@ def plot_footprint(fp: Footprint, *, ax: Axes | None = None) -> Figure:
         ax.set_title("training footprints (profiles / peak, summed over classes)")
         return fig
     if g.dims == 2:
-        fig, axes = new_figure(1, len(fp.classes), width=3.4 * len(fp.classes), height=3.2)
-        for k, a in enumerate(axes[0]):
+        fig, axes = panel_grid(len(fp.classes), height=2.6)
+        for k, a in enumerate(axes):
             image(a, g, fp.profile[k], ACTIVATION_CMAP, signed=False)
             lo, hi = fp.lo[k], fp.hi[k]
             if lo is not None and hi is not None:

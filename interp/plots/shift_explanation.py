@@ -6,6 +6,7 @@ activations land where the true class's weights were shaped by background.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
     from interp.readout.shift_explanation import ShiftExplanation
 
 
-def plot_decomposition(dec: Decomposition, index: int = 0, *, ax: Axes | None = None) -> Figure:
+def plot_decomposition(dec: Decomposition, index: int = 0, *, ax: Axes | None = None,
+                       classes: Sequence[str] | None = None) -> Figure:  # fmt: skip
     """Per-position contributions (summed over kernels) of every class for sample ``index``.
 
     1D: one line per class. 2D: the predicted class's contributions over (y, x).
@@ -39,19 +41,25 @@ def plot_decomposition(dec: Decomposition, index: int = 0, *, ax: Axes | None = 
     if g.dims == 2:
         k = int(dec.logits[index].argmax())
         image(ax, g, dec.per_position[index, k], WEIGHT_CMAP, signed=True)
-        ax.set_title(f"contributions to class {k} (logit {float(dec.logits[index, k]):.2f})")
+        ax.set_title(f"contributions to {_cls(classes, k)} "
+                     f"(logit {float(dec.logits[index, k]):.2f})")  # fmt: skip
         return fig
     x = xs(g)
     for k in range(dec.per_position.shape[1]):
         logit = float(dec.logits[index, k])
         line(ax, x, dec.per_position[index, k], color=class_colour(k),
-             label=f"class {k}: logit {logit:.2f}")  # fmt: skip
+             label=f"{_cls(classes, k)}: logit {logit:.2f}")  # fmt: skip
     ax.axhline(0, color="black", lw=0.5)
     ax.set_xlabel(label(g))
     ax.set_ylabel("contribution to the logit")
     ax.set_title(f"sample {index}: logit = bias + sum of these ({dec.kind} head)")
     ax.legend(fontsize="small")
     return fig
+
+
+def _cls(classes: Sequence[str] | None, k: int) -> str:
+    names = list(classes or [])
+    return repr(names[k]) if k < len(names) else f"class {k}"
 
 
 def plot_shift_explanation(e: ShiftExplanation, ax: Axes | None = None) -> Figure:
@@ -87,9 +95,10 @@ def plot_shift_explanation(e: ShiftExplanation, ax: Axes | None = None) -> Figur
 def _contributions_1d(ax: Axes, e: ShiftExplanation) -> None:
     """The true class's contributions before and after the shift, and the winner's after."""
     t, x, name = e.true_class, xs(e.grid), repr(e.classes[e.true_class])
-    line(ax, x, e.contributions_before[t], color=ORIGINAL,
+    # Colour is the class (as in every figure); the line style says before or after.
+    line(ax, x, e.contributions_before[t], color=class_colour(t), ls=":",
          label=f"{name} original ({float(e.logits_before[t]):.2f})")  # fmt: skip
-    line(ax, x, e.contributions_after[t], color=SHIFTED,
+    line(ax, x, e.contributions_after[t], color=class_colour(t),
          label=f"{name} shifted ({float(e.logits_after[t]):.2f})")  # fmt: skip
     if e.winner != t:
         w = e.winner
@@ -148,22 +157,22 @@ def _plot_all_shifts(ax: Axes, e: ShiftExplanation) -> None:
     ax.axvline(e.fmap_shift[0] * g.stride[0] * step, color=SHIFTED, ls=":", lw=1)
     ax.set_xlabel(f"circular shift of the feature map ({g.unit()})")
     ax.set_ylabel("logit")
-    ax.legend(fontsize="small", ncol=len(e.classes), loc="lower center")
+    ax.legend(fontsize="small", ncol=min(len(e.classes), 4), loc="best")
 
 
 def _plot_2d(e: ShiftExplanation) -> Figure:
     t, w = e.true_class, e.winner
     name = repr(e.classes[t])
-    fig, axes = new_figure(2, 3, width=11.0, height=3.3)
+    fig, axes = new_figure(3, 2, height=2.4)  # before | after, per row: phone-width
     panels = [
-        (axes[0, 0], e.weight_profile, WEIGHT_CMAP, True, f"{name} weights (sum over kernels)"),
-        (axes[0, 1], e.activity_before, ACTIVATION_CMAP, False, "activity, original"),
-        (axes[0, 2], e.activity_after, ACTIVATION_CMAP, False, f"activity, shifted {e.shift}"),
+        (axes[0, 0], e.activity_before, ACTIVATION_CMAP, False, "activity, original"),
+        (axes[0, 1], e.activity_after, ACTIVATION_CMAP, False, f"activity, shifted {e.shift}"),
         (axes[1, 0], e.contributions_before[t], WEIGHT_CMAP, True,
          f"to {name}, original ({float(e.logits_before[t]):.2f})"),
         (axes[1, 1], e.contributions_after[t], WEIGHT_CMAP, True,
          f"to {name}, shifted ({float(e.logits_after[t]):.2f})"),
-        (axes[1, 2], e.contributions_after[w], WEIGHT_CMAP, True,
+        (axes[2, 0], e.weight_profile, WEIGHT_CMAP, True, f"{name} weights (sum over kernels)"),
+        (axes[2, 1], e.contributions_after[w], WEIGHT_CMAP, True,
          f"to {e.classes[w]!r}, shifted ({float(e.logits_after[w]):.2f})"),
     ]  # fmt: skip
     for ax, values, cmap, signed, title in panels:

@@ -20,6 +20,7 @@ from interp.plots._style import (
     class_colour,
     figure_for,
     new_figure,
+    panel_grid,
     record,
     shift_label,
     shift_to_units,
@@ -81,23 +82,22 @@ def plot_sweep(sw: Sweep, ax: Axes | None = None) -> Figure:
     if line is None:
         if ax is not None:
             return _heatmap(ax, sw, sw.accuracy, "accuracy")
-        fig, axes = new_figure(1, 2, width=9.0, height=3.8)
+        fig, axes = new_figure(2, 1, height=2.8)
         _heatmap(axes[0, 0], sw, sw.accuracy, "accuracy")
-        _heatmap(axes[0, 1], sw, sw.mean_true_probability, "mean true-class probability")
+        _heatmap(axes[1, 0], sw, sw.mean_true_probability, "mean true-class probability")
         return record(fig, kind="sweep", dims=2,
                       train_range="dashed box" if sw.train_range is not None else None)
     order, axis = line
     fig, ax = figure_for(ax)
     x = _positions(sw, order, axis)
     _shade(ax, sw, axis)
-    ax.plot(x, [sw.accuracy[i] for i in order], color=ORIGINAL, marker=".", label="accuracy")
-    ax.plot(
-        x,
-        [sw.mean_true_probability[i] for i in order],
-        color=SHIFTED,
-        ls="--",
-        label="mean true-class probability",
-    )
+    # Accuracy and probability often coincide: a thick solid line with open circles under a
+    # thin dashed one with crosses keeps them apart.
+    every = max(1, len(order) // 25)
+    ax.plot(x, [sw.accuracy[i] for i in order], color=ORIGINAL, marker="o", mfc="none", ms=5,
+            lw=2.2, markevery=every, label="accuracy")  # fmt: skip
+    ax.plot(x, [sw.mean_true_probability[i] for i in order], color=SHIFTED, ls="--", lw=1.2,
+            marker="x", ms=4, markevery=every, label="mean true-class probability")  # fmt: skip
     if sw.invariance_range is not None:
         lo, hi = sw.invariance_range
         ends = [_along(lo, axis), _along(hi, axis)]
@@ -117,8 +117,8 @@ def plot_sweep_per_class(sw: Sweep, ax: Axes | None = None) -> Figure:
     line = _line(sw)
     present = [c for c, n in enumerate(sw.class_counts) if n > 0]
     if line is None and ax is None:
-        fig, axes = new_figure(1, len(present), width=3.2 * len(present), height=3.4)
-        for panel, c in zip(axes[0], present, strict=True):
+        fig, axes = panel_grid(len(present), height=2.6)
+        for panel, c in zip(axes, present, strict=True):
             values = [_nan(v) for v in sw.per_class_accuracy[c]]
             _heatmap(panel, sw, values, f"{sw.classes[c]} accuracy")
         return fig
@@ -196,7 +196,7 @@ def _heatmap(ax: Axes, sw: Sweep, values: Any, title: str) -> Figure:
 def plot_equivariance(eq: Equivariance, ax: Axes | None = None) -> Figure:
     """Per-layer relative errors (interior, aliasing, output invariance) on a log scale,
     with the tolerance and the first break marked."""
-    fig, ax = figure_for(ax, width=max(6.0, 0.9 * len(eq.layers) + 2), height=3.6)
+    fig, ax = figure_for(ax, height=3.6)
     kinds = (
         ("interior_error", "interior error (multiples of stride)", ORIGINAL),
         ("aliasing_error", "aliasing (other shifts)", SHIFTED),
@@ -211,7 +211,8 @@ def plot_equivariance(eq: Equivariance, ax: Axes | None = None) -> Figure:
     ax.axhline(eq.tolerance, color="k", ls=":", lw=1, label=f"tolerance {eq.tolerance:g}")
     ax.set_yscale("log")
     ax.set_ylim(_FLOOR / 2, 10)
-    ax.set_xticks(idx, [f"{lay.name}\n{lay.type}" for lay in eq.layers], fontsize="small")
+    ax.set_xticks(idx, [f"{lay.name}\n{lay.type}" for lay in eq.layers], fontsize="small",
+                  rotation=90 if len(eq.layers) > 5 else 0)  # fmt: skip
     for tick, lay in zip(ax.get_xticklabels(), eq.layers, strict=True):
         if lay.name == eq.first_break:
             tick.set_color(SHIFTED)

@@ -8,6 +8,7 @@ template escapes it and the Markdown renderer escapes what Markdown would read.
 from __future__ import annotations
 
 import io
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from typing import Any, Literal
 
 from matplotlib.figure import Figure
 
-FIGURE_DPI = 90  # small PNGs: a committed example report stays a few MB
+CSS_DPI = 100  # CSS px per figure inch: a 5 in figure shows 500 px wide on a desktop
+MIN_CSS_PX = 9.0  # the smallest figure text a reader meets, on a phone or a desktop
+FIGURE_DPI = 2 * CSS_DPI  # PNGs at 2x for sharp text on phones; palette PNGs keep them small
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,11 @@ class FigureRef:
     name: str
     caption: str
     png: bytes = field(repr=False)
-    width: int = 0  # pixels, for the <img> tag (layout does not jump while loading)
+    width: int = 0  # CSS pixels, for the <img> tag (layout does not jump while loading)
     height: int = 0
-    drawn: dict[str, Any] = field(default_factory=dict, repr=False)  # plots.drawn(fig)
+    min_points: float = 0.0  # the smallest text in the figure, in points
+    width_in: float = 0.0  # the figure's width in inches (text px = pt * shown px / (72 in))
+    drawn: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # plots.drawn
     kind: Literal["figure"] = "figure"
 
 
@@ -77,8 +82,10 @@ class Gallery:
 
     @property
     def column_px(self) -> int:
-        """Narrowest column: 60% of the widest figure, so labels stay readable."""
-        return int(0.6 * max((f.width for f in self.figures), default=400))
+        """Narrowest column: where the smallest text of the widest figure is 9 CSS px."""
+        need = [f.width_in * 72 * MIN_CSS_PX / f.min_points for f in self.figures
+                if f.min_points > 0 and f.width_in > 0]  # fmt: skip
+        return math.ceil(max(need, default=400))
 
 
 Block = Paragraph | Bullets | Table | FigureRef | Note | Gallery
@@ -130,14 +137,17 @@ def figure_ref(name: str, fig: Figure, caption: str | Callable[[dict[str, Any]],
     ``caption`` may be a function of what the figure drew (:func:`interp.plots._style.drawn`):
     the caption is then written from the figure itself.
     """
-    from interp.plots._style import drawn
+    from interp.plots._style import drawn, legible
 
     facts = drawn(fig)
+    min_points = legible(fig)  # no text under 9 pt: >= 9 CSS px on a 390 px phone
     if callable(caption):
         caption = caption(facts)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=FIGURE_DPI, metadata={"Software": None})
     png = _palette_png(buf.getvalue())
-    # The PNG header (IHDR) holds the pixel size at bytes 16-24, big-endian.
+    # The PNG header (IHDR) holds the pixel size at bytes 16-24, big-endian; shown at half.
     width, height = struct.unpack(">II", png[16:24])
-    return FigureRef(name, caption, png, width, height, facts)
+    scale = CSS_DPI / FIGURE_DPI
+    return FigureRef(name, caption, png, round(width * scale), round(height * scale),
+                     min_points, float(fig.get_figwidth()), facts)  # fmt: skip

@@ -7,6 +7,7 @@ the accuracy curves on one plot and the connectivity figures next to each other.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import time
 from collections.abc import Sequence
@@ -180,8 +181,8 @@ def _connectivity(names: list[str], reports: list[Report]) -> Section:
         section = rep.section("connectivity")
         fig = next((f for f in section.figures if f.name == "connectivity_profiles"), None)
         if fig is not None:
-            figures.append(type(fig)(f"compare_connectivity_{i}", f"{name}: {fig.caption}",
-                                     fig.png, fig.width, fig.height))  # fmt: skip
+            figures.append(dataclasses.replace(fig, name=f"compare_connectivity_{i}",
+                                               caption=f"{name}: {fig.caption}"))  # fmt: skip
     if not figures:
         return omitted("connectivity", title, "no model has a head whose weights map to positions")
     return Section("connectivity", title, (

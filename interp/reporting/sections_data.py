@@ -296,7 +296,9 @@ def attribution_section(ctx: Context) -> Section:
     blocks.append(_figure("attribution_similarity", comp.plot,
                           captions.attribution(data, ctx.axis)))  # fmt: skip
     if hasattr(comp, "plot_maps"):
-        blocks.append(_figure("attribution_maps", lambda: comp.plot_maps(0),
+        from interp.plots.attribution import plot_maps
+
+        blocks.append(_figure("attribution_maps", lambda: plot_maps(comp, 0, classes=ctx.classes),
                               captions.attribution_maps(data, ctx.axis)))  # fmt: skip
     blocks += _warned(ctx, "attribution")
     return Section("attribution", title, tuple(blocks))

@@ -30,8 +30,9 @@ CLAIMS = {  # word in a caption -> test on the figure's artists
     "dashed": lambda fig: any(_dashed(a) for ax in fig.axes for a in ax.lines + ax.patches),
     "dotted": lambda fig: any(ln.get_linestyle() == ":" for ax in fig.axes for ln in ax.lines),
     "shaded": lambda fig: any(_spans(ax) for ax in fig.axes),
-    "outlined": lambda fig: any(isinstance(c, LineCollection) for ax in fig.axes
-                                for c in ax.collections),  # fmt: skip
+    "outlined": lambda fig: any(
+        isinstance(c, LineCollection) for ax in fig.axes for c in ax.collections
+    ),
 }
 
 

@@ -164,6 +164,7 @@ def tiny(tmp_path_factory) -> tuple[str, dict[str, Any]]:
 def test_every_number_in_the_tiny_report_is_in_its_json(tiny):
     md, content = tiny
     assert unmatched(md, content) == []
+    assert "-&gt;" not in md and "\\`" not in md  # arrows and `names` shown as written
 
 
 def test_a_number_not_in_the_json_is_caught(tiny):
