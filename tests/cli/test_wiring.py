@@ -431,3 +431,14 @@ def test_inspect_takes_data(runner, files):
     result = _ok(runner.invoke(main, ["inspect", str(files["model"]), "--data", str(files["npz"]),
                                       "--json"]))  # fmt: skip
     assert json.loads(result.stdout)["structure"]["input_shape"] == [1, 32]
+
+
+def test_every_flag_in_the_readme_command_line_section_exists(runner):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Command line\n", 1)[1].split("\n## ", 1)[0]
+    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", section))
+    helps = " ".join(_ok(runner.invoke(main, [c, "--help"])).stdout for c in COMMANDS)
+    known = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", helps))
+    assert flags and flags <= known, sorted(flags - known)
