@@ -145,6 +145,14 @@ class ShiftExplanation:
         def span(s: Span | None) -> list[Any] | None:
             return None if s is None else [pos(s[0]), pos(s[1])]
 
+        def span_input(s: Span | None) -> list[Any] | None:
+            """A span in input units (the receptive-field centres the sentence quotes)."""
+            if s is None:
+                return None
+            g = self.grid
+            ends = [[g.to_unit(g.to_input(float(v), d), d) for d, v in enumerate(p)] for p in s]
+            return [e[0] if len(e) == 1 else e for e in ends]
+
         num = json_float
 
         return {
@@ -160,6 +168,8 @@ class ShiftExplanation:
             "mass_inside_after": num(self.mass_inside_after),
             "activity_span_before": span(self.activity_span_before),
             "activity_span_after": span(self.activity_span_after),
+            "activity_span_before_input": span_input(self.activity_span_before),
+            "activity_span_after_input": span_input(self.activity_span_after),
             "footprint": span(self.footprint),
             "winner": self.classes[self.winner],
             "winner_span": span(self.winner_span),
