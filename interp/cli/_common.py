@@ -150,17 +150,21 @@ def load_data_for(
 
 
 def get_examples(
-    info: Any, model: Any, data: DataSpec, shape: Any, samples: int, seed: int,
+    info: Any, model: Any, data: DataSpec, shape: Any, samples: int | None, seed: int,
     what: str, quiet: bool = False, spec: ModelSpec | None = None,
 ) -> tuple[Any, Any, dict[str, Any], str]:  # fmt: skip
-    """(x, y, data entry, where they came from): the draw `interp report` makes.
+    """(x, y, data entry, where they came from): the draw `interp report` makes
+    (``samples=None``: every row of ``--data``).
 
     Raises:
         InterpError: no ``--data`` and the model carries no recipe.
     """
+    from interp._util import DEFAULT_SAMPLES
     from interp.loading.examples import examples
 
     loaded = load_data_for(data, model, shape, quiet, spec)
+    if samples is None:  # the person's data whole; a recipe draws the default number
+        samples = int(loaded.x.shape[0]) if loaded is not None else DEFAULT_SAMPLES
     x, y, entry = examples(info, loaded, samples, seed)
     if x is None or y is None or entry is None:
         raise InterpError(

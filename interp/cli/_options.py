@@ -221,6 +221,11 @@ samples_option = click.option(
     "--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
     help="Examples used (a seeded random subset of larger data; the same as `interp report`'s).",
 )  # fmt: skip
+sweep_samples_option = click.option(
+    "--samples", type=click.IntRange(min=1), metavar="N",
+    help="Sweep a seeded random subset of N examples (default: every row of --data; "
+    f"{DEFAULT_SAMPLES} drawn from a zoo recipe).",
+)  # fmt: skip
 seed_option = click.option(
     "--seed", type=int, default=0, show_default=True,
     help="Seeds every random choice; same seed, same result.",

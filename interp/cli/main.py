@@ -60,6 +60,7 @@ Exit codes: 0 done, 2 bad input (one line says the fix), 1 unexpected failure,
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer whose reader left
 
 
 class Interrupted(BaseException):
@@ -144,6 +145,10 @@ class InterpGroup(click.Group):
             raise click.ClickException(str(exc)) from exc
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `interp sweep ... | head`: the reader left; stop quietly
+            with contextlib.suppress(OSError):  # and let no flush at exit complain either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise click.exceptions.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:
             if _received:  # an import that swallowed Interrupted failed later
                 raise Interrupted(_received[0]) from None

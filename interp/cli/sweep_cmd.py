@@ -19,10 +19,10 @@ from interp.cli._options import (
     model_options,
     quiet_option,
     ray_option,
-    samples_option,
     seed_option,
     shift_mode_option,
     shifts_option,
+    sweep_samples_option,
 )
 
 _MAX_ROWS = 41  # longer 1D sweeps print every k-th shift (always 0 and both ends)
@@ -94,7 +94,7 @@ def _table_2d(sw: Any) -> list[str]:
 @data_options
 @shifts_option()
 @shift_mode_option()
-@samples_option
+@sweep_samples_option
 @seed_option
 @click.option(
     "--engine",
@@ -113,7 +113,7 @@ def sweep(
     data: DataSpec,
     shifts: str | None,
     shift_mode: str,
-    samples: int,
+    samples: int | None,
     seed: int,
     engine: str,
     ray_address: str | None,

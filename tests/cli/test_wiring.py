@@ -442,3 +442,21 @@ def test_every_flag_in_the_readme_command_line_section_exists(runner):
     helps = " ".join(_ok(runner.invoke(main, [c, "--help"])).stdout for c in COMMANDS)
     known = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", helps))
     assert flags and flags <= known, sorted(flags - known)
+
+
+def test_a_reader_that_leaves_early_ends_the_run_quietly(runner, files, monkeypatch):
+    """`interp sweep ... | head -1`: the write fails with EPIPE; exit 141, nothing on stderr.
+
+    In-process (a real pipe's timing decides whether the write ever fails): the first
+    line of output meets a reader that has gone.
+    """
+    import click
+
+    def gone(*args, **kwargs):
+        if not kwargs.get("err"):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(click, "echo", gone)
+    result = runner.invoke(main, ["sweep", str(files["model"]), "--data", str(files["npz"]),
+                                  "--shifts", "0", "-q"])  # fmt: skip
+    assert result.exit_code == 141 and result.stderr == ""
