@@ -460,3 +460,21 @@ def test_a_reader_that_leaves_early_ends_the_run_quietly(runner, files, monkeypa
     result = runner.invoke(main, ["sweep", str(files["model"]), "--data", str(files["npz"]),
                                   "--shifts", "0", "-q"])  # fmt: skip
     assert result.exit_code == 141 and result.stderr == ""
+
+
+def test_sweep_uses_every_row_of_the_data_unless_asked(runner, tmp_path, files):
+    """Accuracy at shifts 0 and 3 equals a plain PyTorch loop over all 700 rows."""
+    gen = np.random.default_rng(5)
+    x = gen.normal(size=(700, 1, 32)).astype(np.float32)
+    y = gen.integers(0, 3, 700)
+    np.savez(tmp_path / "big.npz", x=x, y=y)
+    sw = _sweep_json(runner, files["model"], "--data", tmp_path / "big.npz", "--shifts", "0,3")
+    assert sw["n"] == 700
+    net = _net()
+    with torch.no_grad():
+        for i, s in enumerate((0, 3)):
+            pred = net(torch.roll(torch.from_numpy(x), s, dims=-1)).argmax(1).numpy()
+            assert sw["accuracy"][i] == pytest.approx(float((pred == y).mean()), abs=1e-12)
+    sub = _sweep_json(runner, files["model"], "--data", tmp_path / "big.npz", "--shifts", "0",
+                      "--samples", "50")  # fmt: skip
+    assert sub["n"] == 50
