@@ -53,6 +53,51 @@ def xcorr_valid(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     return full[(..., *index)]
 
 
+def xcorr_periodic(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+    """Cross-correlation of one period of a periodic signal with a template of any size.
+
+    ``out[n, k, q] = sum_{c, j} template[k, c, j] * signal[n, c, (q + j) mod T]`` for every
+    lag ``q`` in one period ``T`` (per spatial axis): the template is folded onto the
+    period first (``sum`` of its entries ``T`` apart), so every FFT is one period long.
+
+    Args:
+        signal: (N, C, *T) one period of periodic feature maps.
+        template: (K, C, *P) weights; P may exceed T.
+
+    Returns:
+        (N, K, *T) float64.
+
+    >>> s, w = torch.randn(1, 2, 5), torch.randn(3, 2, 7)
+    >>> ref = sum(w[..., j] @ s[0, :, (2 + j) % 5] for j in range(7))
+    >>> torch.allclose(xcorr_periodic(s, w)[0, :, 2], ref.double(), atol=1e-5)
+    True
+    """
+    if signal.dim() != template.dim() or signal.shape[1] != template.shape[1]:
+        raise ValueError(
+            f"`signal` {tuple(signal.shape)} and `template` {tuple(template.shape)} "
+            "must both be (batch, channels, *positions) with the same channels"
+        )
+    sizes = tuple(int(v) for v in signal.shape[2:])
+    axes = _axes(signal)
+    spec_s = torch.fft.rfftn(signal.to(torch.float64), s=sizes, dim=axes)  # (N, C, *F)
+    spec_t = torch.fft.rfftn(fold(template.to(torch.float64), sizes), dim=axes)  # (K, C, *F)
+    prod = torch.einsum("nc...,kc...->nk...", spec_s, spec_t.conj())
+    return torch.fft.irfftn(prod, s=sizes, dim=axes)
+
+
+def fold(template: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """``template`` (K, C, *P) summed onto (K, C, *sizes): entry ``j`` lands on ``j mod T``."""
+    out = template
+    for a, period in enumerate(sizes):
+        dim = 2 + a
+        length = out.shape[dim]
+        if length == period:
+            continue
+        padded = torch.nn.functional.pad(out.movedim(dim, -1), (0, -length % period))
+        out = padded.unflatten(-1, (-1, period)).sum(-2).movedim(-1, dim)
+    return out
+
+
 def xcorr_circular(fmap: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     """Scores of a positional head for every circular shift of the feature map.
 

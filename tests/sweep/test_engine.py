@@ -7,6 +7,7 @@ following DESIGN.md, and calls the model on each shifted batch.
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import interp
+from interp._xcorr import xcorr_periodic
 from interp.geometry.core import structure
-from interp.sweep.engine.core import Unsupported, fast_logits
+from interp.sweep.engine.core import Unsupported, fast_logits, periodic_length
+from interp.sweep.engine.plan import levels, make_plan, margins
 
 MODES = ("roll", "zero", "edge")
 TRAINED = Path(__file__).resolve().parents[1] / "trained"
@@ -167,6 +170,28 @@ def test_shared_2d_models_equal_brute_force(positional_2d, pooled_2d, mode) -> N
     x = torch.randn(3, 1, 12, 12, generator=torch.Generator().manual_seed(4))
     _check(positional_2d, x, SHIFTS_2D, mode)
     _check(_seeded(pooled_2d, x, 5), x, SHIFTS_2D, mode)
+
+
+# Every shift of a span wider than the length (and far beyond it, both signs): in roll mode
+# the chain engine then computes one period of the input, not the span.
+WIDE_SHIFTS_1D = [*range(-70, 71, 3), 129, -200, 1000, -1001]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", sorted(MODELS_1D))
+def test_wide_shift_spans_equal_brute_force(name: str, mode: str) -> None:
+    x = torch.randn(2, 2, 64, generator=torch.Generator().manual_seed(11))
+    model = _seeded(MODELS_1D[name](), x, 12)
+    geo = structure(model, x)
+    ops, _ = make_plan(model, geo)
+    lv = levels(ops, (64,), 2)
+    # roll reduces these shifts modulo 64; one period is shorter than their span whenever
+    # the stride divides 64 (all but the stride-3 model), else the span is computed
+    path = periodic_length(lv, mode, [0], [63], margins(ops, lv))
+    assert (path is not None) == (mode == "roll" and 64 % lv[-1].stride[0] == 0)
+    if name == "avg_include_pad":  # the map (36) is longer than its period (32): a folded head
+        assert lv[-1].size[0] > 64 // lv[-1].stride[0]
+    assert_exact(fast_logits(model, geo, x, WIDE_SHIFTS_1D, mode), model, x, WIDE_SHIFTS_1D, mode)
 
 
 def test_order_duplicates_and_small_memory_budget(positional_1d) -> None:
@@ -382,3 +407,20 @@ def test_trained_models_equal_brute_force(name: str) -> None:
     shifts = [0, -2000, -37, 1, 999, 3001] if dims == 1 else [(0, 0), (-5, 3), (1, 12), (9, -9)]
     for mode in MODES:
         _check(model, x, shifts, mode)
+
+
+@pytest.mark.parametrize(("period", "length"), [((7,), (5,)), ((6,), (15,)), ((4, 5), (6, 3))])
+def test_periodic_correlation_equals_the_circular_sum(period, length) -> None:
+    # The oracle: out[q] = sum_j w[j] s[(q + j) mod T], looped in float64; templates both
+    # shorter than the period and longer (wrapping more than once).
+    gen = torch.Generator().manual_seed(13)
+    signal = torch.randn(2, 3, *period, generator=gen, dtype=torch.float64)
+    template = torch.randn(4, 3, *length, generator=gen, dtype=torch.float64)
+    want = torch.zeros(2, 4, *period, dtype=torch.float64)
+    for q in itertools.product(*(range(t) for t in period)):
+        for j in itertools.product(*(range(p) for p in length)):
+            at = tuple((a + b) % t for a, b, t in zip(q, j, period, strict=True))
+            want[(..., *q)] += signal[(..., *at)] @ template[(..., *j)].T
+    got = xcorr_periodic(signal, template)
+    terms = template.abs().sum() * signal.abs().max()
+    assert got.shape == want.shape and float((got - want).abs().max()) <= 64 * U64 * float(terms)

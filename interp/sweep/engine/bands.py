@@ -21,7 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from interp.sweep.engine.head import take
+from interp.sweep.engine.head import take, window
 from interp.sweep.engine.plan import Level, Op, band_boxes, ix
 
 Box = tuple[tuple[int, int], ...]
@@ -41,12 +41,24 @@ def pointwise(op: Op, bands: Bands, n: int, s: int) -> Bands:
     return {b: op(v.flatten(0, 1)).unflatten(0, (n, s)) for b, v in bands.items()}
 
 
-def _at(node: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """node (n, C, Lb), index (S, m) -> (n, S, C, m)."""
+def _at(node: torch.Tensor, index: torch.Tensor, period: int | None = None) -> torch.Tensor:
+    """node (n, C, Lb), index (S, m) -> (n, S, C, m); ``period``: node is periodic."""
+    if period is not None:
+        index = fold_index(index, period, node.shape[-1])
     if index.shape[1] == 1:
         return take(node, index[:, 0]).unsqueeze(-1)
     n, c = node.shape[:2]
     return node.index_select(2, index.flatten()).view(n, c, *index.shape).permute(0, 2, 1, 3)
+
+
+def fold_index(index: torch.Tensor, period: int, size: int) -> torch.Tensor:
+    """Indices into a map of ``size >= period`` positions that repeats every ``period``:
+    moved by whole periods as one block when it fits (evenly spaced indices stay evenly
+    spaced, so :func:`take` returns a view), else each reduced modulo the period."""
+    index = index - int(index.min()) // period * period
+    if int(index.max()) < size:
+        return index
+    return index.remainder(period)
 
 
 @dataclass(frozen=True)
@@ -89,9 +101,14 @@ def _true(bands: dict[int, torch.Tensor], pos: list[int], like: torch.Tensor) ->
 
 
 def bands_1d(ops: list[Op], geo: list[Level], plans: list[list[_Tap]], kept: list[Any],
-             t: torch.Tensor, n: int) -> Bands:  # fmt: skip
-    """Bands of the last map for shifts with offsets ``t`` (S, 1), tap by tap."""
+             t: torch.Tensor, n: int, periods: list[int] | None = None) -> Bands:  # fmt: skip
+    """Bands of the last map for shifts with offsets ``t`` (S, 1), tap by tap.
+
+    ``periods``: per level, the period of its valid maps when they hold one period of a
+    periodic input (roll mode); their indices then wrap.
+    """
     s = t.shape[0]
+    per = periods or [None] * (len(ops) + 1)
     bands: dict[int, torch.Tensor] = {}  # map position -> (n, S, C)
     for i, op in enumerate(ops):
         if not op.windowed:
@@ -106,13 +123,13 @@ def bands_1d(ops: list[Op], geo: list[Level], plans: list[list[_Tap]], kept: lis
         new = {}
         for tap in plans[i]:
             if op.kind == "max":
-                new[tap.out] = _max(op, tap, node_in, q_in, bands, geo[i].size[0])
+                new[tap.out] = _max(op, tap, node_in, q_in, bands, geo[i].size[0], per[i])
                 continue
-            base = _at(node_out, tap.out + q_out)[..., 0]  # (n, S, C_out): valid value
+            base = _at(node_out, tap.out + q_out, per[i + 1])[..., 0]  # (n, S, C_out): valid
             if tap.other:
                 where = [tap.pos[k] for k in tap.other]
                 idx = torch.tensor(where, device=t.device)
-                delta = _true(bands, where, like) - _at(node_in, idx[None, :] + q_in)
+                delta = _true(bands, where, like) - _at(node_in, idx[None, :] + q_in, per[i])
                 base = _linear(op, base, delta, tap.other, where, geo[i].size[0])
             new[tap.out] = base
         bands = new
@@ -151,6 +168,7 @@ def _max(
     q: torch.Tensor,
     bands: dict[int, torch.Tensor],
     size: int,
+    period: int | None = None,
 ) -> torch.Tensor:
     """Max over the window: band taps directly, clean taps by a sliding max."""
     parts = []
@@ -158,7 +176,11 @@ def _max(
         width, dil = len(tap.clean), op.dilation[0]
         at = tap.pos[tap.clean[0]] + q  # (S, 1)
         first, last = int(at.min()), int(at.max())
-        part = node[..., first : last + dil * (width - 1) + 1]
+        stop = last + dil * (width - 1) + 1
+        if period is None:
+            part = node[..., first:stop]
+        else:
+            part = window(node, [slice(first, stop)], (period,))
         if width > 1:
             part = F.max_pool1d(part, width, 1, 0, dil)
         parts.append(_at(part, at - first)[..., 0])

@@ -29,6 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._guard import inspecting
+from interp.geometry.core import Structure
+from interp.shifts import check_mode, normalize_shifts, shift_many
 from interp.sweep.engine.bands import Box, Phase, bands_1d, bands_nd, phase, tap_plan
 from interp.sweep.engine.head import head_cores, head_finish
 from interp.sweep.engine.plan import (
@@ -42,9 +45,6 @@ from interp.sweep.engine.plan import (
     make_plan,
     margins,
 )  # fmt: skip
-from interp._guard import inspecting
-from interp.shifts import check_mode, normalize_shifts, shift_many
-from interp.geometry.core import Structure
 
 __all__ = ["Unsupported", "fast_logits"]
 
@@ -100,7 +100,7 @@ def fast_logits(
     unique, inverse = torch.unique(_normalise(table, sizes, mode), dim=0, return_inverse=True)
     unique = unique.to(x.device)
     picks = sorted({0, len(unique) - 1})  # the spot check: extreme shifts of sample 0
-    n_batch = _samples_per_batch(geo, unique, max_bytes)
+    n_batch = _samples_per_batch(geo, unique, max_bytes, mode)
     parts = []
     with inspecting(model):
         expected = _replay_check(model, structure, ops, x[:1], unique[picks], mode)
@@ -126,14 +126,17 @@ def _normalise(table: torch.Tensor, sizes: tuple[int, ...], mode: str) -> torch.
 
 
 def _extend(x: torch.Tensor, lo: list[int], hi: list[int], mode: str,
-            margin: tuple[tuple[int, ...], tuple[int, ...]]) -> torch.Tensor:  # fmt: skip
+            margin: tuple[tuple[int, ...], tuple[int, ...]],
+            length: list[int] | None = None) -> torch.Tensor:  # fmt: skip
     """E (n, C, *(m_lo + L + hi - lo + m_hi)) with ``shift(x, s)[i] = E[i + m_lo + hi - s]``.
 
-    For lo <= s <= hi; the margins ``m_lo``, ``m_hi`` continue the same rule.
+    For lo <= s <= hi; the margins ``m_lo``, ``m_hi`` continue the same rule. ``length``
+    (roll only): E's length per axis instead, E still starting at the same place.
     """
     for a, n in enumerate(x.shape[2:]):
         before, after = margin[0][a] + hi[a], margin[1][a] - lo[a]
-        src = torch.arange(-before, n + after, device=x.device)  # E index -> x index
+        stop = n + after if length is None else length[a] - before
+        src = torch.arange(-before, stop, device=x.device)  # E index -> x index
         idx = src.remainder(n) if mode == "roll" else src.clamp(0, n - 1)
         x = x.index_select(2 + a, idx)
         if mode == "zero":
@@ -205,7 +208,10 @@ def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
     phases = (t - torch.tensor(final.offset, device=t.device)).remainder(
         torch.tensor(final.stride, device=t.device))  # fmt: skip
     groups = [tuple(int(v) for v in g) for g in torch.unique(phases, dim=0)]
-    kept = _trunk(ops, geo, _extend(xb, lo, hi, mode, margin), groups)
+    length = periodic_length(geo, mode, lo, hi, margin)
+    kept = _trunk(ops, geo, _extend(xb, lo, hi, mode, margin, length), groups)
+    # One period of the input: every valid map repeats every L / stride positions.
+    periods = None if length is None else [geo[0].size[0] // lv.stride[0] for lv in geo]
     plans = tap_plan(ops, geo) if dims == 1 else []
     chunk = max(1, max_bytes // (n * _pair_bytes(ops, geo, xb.element_size(), plans)))
     members, items = [], []
@@ -216,11 +222,12 @@ def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
         members.append(idx)
         items.append((kept[-1][key], q))
     out, rows = [], []
-    for idx, core in zip(members, head_cores(head, final, items), strict=True):
+    cores = head_cores(head, final, items, None if periods is None else (periods[-1],))
+    for idx, core in zip(members, cores, strict=True):
         for c0 in range(0, len(idx), chunk):
             tc = t[idx[c0 : c0 + chunk]]
             if dims == 1:
-                bands = bands_1d(ops, geo, plans, kept, tc, n)
+                bands = bands_1d(ops, geo, plans, kept, tc, n, periods)
             else:
                 bands = bands_nd(ops, geo, kept, tc, n)
             part = None if core is None else core[:, c0 : c0 + chunk]
@@ -228,6 +235,28 @@ def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
             rows.append(idx[c0 : c0 + chunk])
     logits = torch.cat(out, 1)
     return logits[:, torch.argsort(torch.cat(rows))]
+
+
+Margin = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def periodic_length(geo: list[Level], mode: str, lo: list[int], hi: list[int],
+                    margin: Margin) -> list[int] | None:  # fmt: skip
+    """Length of an extended input holding one period (roll, 1D), or None.
+
+    A rolled input is a window of the periodic extension, so every valid map repeats
+    every ``L / stride`` positions when the stride divides L: the trunk needs one period
+    plus the widest receptive field (``L + field - 1``), not the whole span of shifts.
+    None where that is not shorter, or the stride does not divide L, or in 2D.
+    """
+    if mode != "roll" or len(geo[0].size) != 1:
+        return None
+    n = geo[0].size[0]
+    if n % geo[-1].stride[0]:
+        return None
+    need = n + max(lv.field[0] for lv in geo) - 1
+    full = n + margin[0][0] + hi[0] + margin[1][0] - lo[0]
+    return [need] if need < full else None
 
 
 def _pair_bytes(ops: list[Op], geo: list[Level], itemsize: int, plans: list[Any]) -> int:
@@ -259,11 +288,16 @@ def _numel(box: Box) -> int:
     return out
 
 
-def _samples_per_batch(geo: list[Level], unique: torch.Tensor, max_bytes: int) -> int:
+def _samples_per_batch(geo: list[Level], unique: torch.Tensor, max_bytes: int,
+                       mode: str) -> int:  # fmt: skip
     span = (unique.max(0).values - unique.min(0).values).tolist()
     extended = 1
     for n, s in zip(geo[0].size, span, strict=True):
         extended *= n + s
+    lo, hi = unique.min(0).values.tolist(), unique.max(0).values.tolist()
+    length = periodic_length(geo, mode, lo, hi, ((0,), (0,)))
+    if length is not None:
+        extended = min(extended, length[0])
     # Every level's valid maps (all phases together ~ one full-resolution map), and the
     # head's float64 spectra of the final map.
     per_sample = sum(4 * lv.channels * extended for lv in geo)

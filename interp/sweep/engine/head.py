@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from interp._xcorr import xcorr_periodic, xcorr_valid
 from interp.sweep.engine.plan import HeadPlan, Level, ix
-from interp._xcorr import xcorr_valid
 
 Box = tuple[tuple[int, int], ...]
 
@@ -74,12 +74,16 @@ def _pick(scores: torch.Tensor, lag: torch.Tensor) -> torch.Tensor:
     return scores[ix(slice(None), slice(None), *index)].transpose(1, 2)
 
 
-def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, torch.Tensor]]):
+def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, torch.Tensor]],
+               period: tuple[int, ...] | None = None):  # fmt: skip
     """The head's share of the clean core for every shift, one entry per phase group.
 
     Args:
         groups: per phase group, its valid map (n, C, *Lb) and ``q`` (S, d): the index
             in that map of each shifted map's position 0.
+        period: when the valid maps are periodic (roll mode computing one period of the
+            input), their period per axis; every map holds at least one period, and an
+            index ``i`` stands for ``i mod period``.
 
     Returns:
         Per group: (n, S, K) float64 scores (positional), (n, S, C) maxima or float64
@@ -88,12 +92,14 @@ def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, to
     core = level.core
     if any(b <= a for a, b in core):
         return [None for _ in groups]
+    if period is not None and head.kind == "positional":
+        return _periodic_cores(head, core, groups, period)
     crops, lags = [], []
     for node, q in groups:  # only the lags these shifts need: crop the map to them
         lag = q + torch.tensor([a for a, _ in core], device=q.device)  # (S, d)
         first, last = lag.min(0).values.tolist(), lag.max(0).values.tolist()
         crop = [slice(f, e + hi - lo) for f, e, (lo, hi) in zip(first, last, core, strict=True)]
-        crops.append(node[ix(..., *crop)])
+        crops.append(node[ix(..., *crop)] if period is None else window(node, crop, period))
         lags.append(lag - torch.tensor(first, device=q.device))
     if head.kind == "positional":
         template = head.weight[ix(slice(None), slice(None), *_slices(core))]  # (K, C, *core)
@@ -117,6 +123,43 @@ def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, to
                 scores = sliding_sum(scores, hi - lo, 2 + a)
         out.append(_pick(scores, lag))
     return out
+
+
+def _periodic_cores(head: HeadPlan, core: Box, groups: list[tuple[torch.Tensor, torch.Tensor]],
+                    period: tuple[int, ...]) -> list[torch.Tensor]:  # fmt: skip
+    """Positional head on periodic valid maps: one circular correlation per period.
+
+    Each group's map repeats every ``period`` positions, so the score at lag ``q`` is the
+    circular correlation of one period with the core's template folded onto it; every
+    FFT is one period long however many shifts there are.
+    """
+    template = head.weight[ix(slice(None), slice(None), *_slices(core))]  # (K, C, *core)
+    n = groups[0][0].shape[0]
+    one = ix(..., *(slice(0, t) for t in period))
+    first = groups[0][0]
+    signal = first.new_empty((n * len(groups), first.shape[1], *period), dtype=torch.float64)
+    for g, (node, _) in enumerate(groups):  # one copy: crop and convert at once
+        signal[g * n : (g + 1) * n] = node[one]
+    scores = xcorr_periodic(signal, template).split(n)
+    start = torch.tensor([a for a, _ in core], device=groups[0][1].device)
+    size = torch.tensor(period, device=start.device)
+    return [_pick(sc, (q + start).remainder(size)) for sc, (_, q) in
+            zip(scores, groups, strict=True)]  # fmt: skip
+
+
+def window(node: torch.Tensor, box: list[slice], period: tuple[int, ...]) -> torch.Tensor:
+    """``node[..., box]`` of a map periodic with ``period`` per axis (``node`` holds at least
+    one period; indices beyond what it holds wrap)."""
+    for a, (sl, t) in enumerate(zip(box, period, strict=True)):
+        dim = 2 + a
+        start = sl.start % t  # the same positions, moved by whole periods
+        stop = sl.stop - (sl.start - start)
+        if stop <= node.shape[dim]:
+            node = node.narrow(dim, start, stop - start)
+        else:
+            idx = torch.arange(start, stop, device=node.device).remainder(t)
+            node = node.index_select(dim, idx)
+    return node
 
 
 def _smooth(n: int) -> int:
