@@ -32,6 +32,23 @@ _HOOK_DICTS = (
 )
 
 
+def bare_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` without any of its hooks, for interp's own computations.
+
+    ``copy.deepcopy`` would copy the user's hooks too, and with them the objects their bound
+    methods hold, so a float64 working copy would run copies of the user's callbacks.
+    """
+    import copy
+
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for attr in _HOOK_DICTS:
+            hooks = getattr(module, attr, None)
+            if hooks is not None:
+                memo[id(hooks)] = type(hooks)()
+    return copy.deepcopy(model, memo)
+
+
 def _snapshot_hooks(model: nn.Module) -> list[tuple[nn.Module, str, dict[Any, Any]]]:
     saved = []
     for module in model.modules():

@@ -250,7 +250,7 @@ def test_shift_accuracy_equals_a_plain_roll_loop() -> None:
 def app():
     import click
 
-    from interp.cli._common import InterpGroup
+    from interp.cli.main import InterpGroup
     from interp.cli.train_cmd import train as train_cmd
 
     @click.group(cls=InterpGroup)

@@ -298,9 +298,12 @@ class Graph:
         assert self._gm is not None
         inner_capture = {self._value[n]: n for n in capture if n in self._value}
         inner_replace = {self._value[n]: v for n, v in replace.items() if n in self._value}
-        runner = _Runner(self._gm, inner_replace, inner_capture, captured, keep=keep)
+        runner = _Runner(self._gm, inner_replace, inner_capture, captured, keep=keep,
+                         checking=True)  # fmt: skip
         try:
             return runner.run(x)
+        except _ModuleFailed as err:  # the model's own failure (a user hook...): as it was
+            raise (err.__cause__ or err) from None
         except (RuntimeError, ValueError, IndexError) as err:
             raise InterpError(
                 f"graph.run: the traced graph could not run on x of shape {tuple(x.shape)} "
@@ -470,14 +473,21 @@ class _Runner(torch.fx.Interpreter):
         keep: Callable[[Any], Any] | None = None,
         keep_env: bool = False,
         record: dict[str, Any] | None = None,
+        checking: bool = False,
     ) -> None:
         super().__init__(gm, garbage_collect_values=not keep_env and record is None)
         self.replace, self.capture, self.captured, self.record = replace, capture, captured, record
         self.keep = keep or _detached
+        self.checking = checking
 
     def run_node(self, n: torch.fx.Node) -> Any:
         if n.name in self.replace:
             out = self.replace[n.name]
+        elif self.checking and n.op == "call_module":
+            try:
+                out = super().run_node(n)
+            except Exception as err:  # the model's own module failed: not a tracing problem
+                raise _ModuleFailed(str(n.target)) from err
         else:
             out = super().run_node(n)
         if n.name in self.capture:
@@ -902,6 +912,8 @@ def _trace_export(
                 )
                 gm = program.module()
             return gm, _checked_record(gm, x, ref)
+        except _ModuleFailed:
+            raise
         except Exception as err:  # the next attempt, then the next method
             last = err
     assert last is not None
@@ -923,7 +935,7 @@ def _quiet() -> Iterator[None]:
 
 def _checked_record(gm: torch.fx.GraphModule, x: torch.Tensor, ref: Any) -> dict[str, Any]:
     record: dict[str, Any] = {}
-    out = _Runner(gm, {}, {}, {}, record=record).run(x)
+    out = _Runner(gm, {}, {}, {}, record=record, checking=True).run(x)
     reason = _same_output(out, ref)
     if reason is not None:
         raise _Mismatch(f"the traced graph's {reason} from model(x)")
@@ -932,6 +944,11 @@ def _checked_record(gm: torch.fx.GraphModule, x: torch.Tensor, ref: Any) -> dict
 
 class _Mismatch(Exception):
     pass
+
+
+class _ModuleFailed(Exception):
+    """A module of the model raised while the traced graph ran it: the model's failure
+    (a user hook, a device error), which no other tracing method would avoid."""
 
 
 def _hook_sites(model: nn.Module) -> dict[str, nn.Module]:
@@ -1159,6 +1176,8 @@ def trace(model: nn.Module, x: torch.Tensor, *, methods: Iterable[str] = METHODS
                     tuple(nodes), method, "; ".join(reasons) or None, tuple(x.shape[1:]),
                     model, gm, value, frozenset(builder.xdep), layouts, in_layouts, {}, calls,
                 )  # fmt: skip
+            except _ModuleFailed as err:
+                raise (err.__cause__ or err) from None
             except Exception as err:
                 reasons.append(f"{method}: {_one_line(err)}")
     raise InterpError(

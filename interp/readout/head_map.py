@@ -20,7 +20,6 @@ A pooled head keeps one weight per (class, kernel): its Linear's.
 
 from __future__ import annotations
 
-import copy
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from interp._guard import bare_copy
 from interp._util import model_device
 from interp.errors import InterpError
 from interp.geometry.core import Structure
@@ -258,7 +258,7 @@ def _graph64(model: nn.Module, geo: Structure, device: torch.device) -> Any:
     from interp.geometry.graph import trace
 
     try:
-        m64 = copy.deepcopy(model).double()
+        m64 = bare_copy(model).double()
         return trace(m64, _probe(geo, device, torch.float64), methods=(geo.graph.method,))
     except Exception:  # a model that cannot be copied or run in float64: float32 weights
         return None
@@ -282,12 +282,13 @@ def _head_fn(graph: Any, geo: Structure, target: str, x: torch.Tensor) -> Any:
 def _jacobian(f: Any, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample gradients of the K outputs of ``f`` at ``a`` (N, *S): (N, K, *S); and f(a)."""
     a = a.detach().requires_grad_(True)
-    out = f(a)  # (N, K)
     grads = []
-    for k in range(out.shape[1]):
-        (g,) = torch.autograd.grad(out[:, k].sum(), a, retain_graph=k + 1 < out.shape[1],
-                                   allow_unused=True)  # fmt: skip
-        grads.append(torch.zeros_like(a) if g is None else g)
+    with torch.enable_grad():  # the caller may be under no_grad; the grad mode is restored
+        out = f(a)  # (N, K)
+        for k in range(out.shape[1]):
+            (g,) = torch.autograd.grad(out[:, k].sum(), a, retain_graph=k + 1 < out.shape[1],
+                                       allow_unused=True)  # fmt: skip
+            grads.append(torch.zeros_like(a) if g is None else g)
     return torch.stack(grads, 1).detach(), out.detach()
 
 

@@ -172,7 +172,8 @@ class LogitStream:
                         out = engine.fast_logits(self.model, self.geo, xb, self.shifts, self.mode)
                     else:
                         graph = importlib.import_module("interp.sweep.engine.graph")
-                        out = graph.graph_logits(self.model, xb, self.shifts, self.mode)
+                        out = graph.graph_logits(self.model, xb, self.shifts, self.mode,
+                                                 graph=getattr(self.geo, "graph", None))
             except (engine.Unsupported, *_graph_unsupported()) as exc:
                 reasons.append(f"{which} engine: {exc}")
                 continue

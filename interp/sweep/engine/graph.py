@@ -199,8 +199,12 @@ def graph_logits(
     *,
     max_bytes: int = _BUDGET,
     require_gain: bool = True,
+    graph: Any = None,
 ) -> torch.Tensor:
     """Logits of ``model(shift(x, s, mode))`` for every sample and shift, via the graph.
+
+    ``graph`` is the model's traced graph when the caller has one (``Structure.graph``):
+    the model is then not traced again for every batch.
 
     Args:
         model: any traceable model with an equivariant trunk; left unchanged.
@@ -229,8 +233,9 @@ def graph_logits(
     sizes = tuple(int(v) for v in x.shape[2:])
     unique, inverse = torch.unique(_normalise(table, sizes, mode), dim=0, return_inverse=True)
     probe = x[:2] if x.shape[0] > 1 else x[:1].expand(2, *x.shape[1:])
-    with inspecting(model):
-        graph = trace(model, probe.detach())
+    if graph is None:
+        with inspecting(model):
+            graph = trace(model, probe.detach())
     end = _trunk_end(graph, dims)
     plan = _Plan(end, sizes, unique)
     if require_gain:
