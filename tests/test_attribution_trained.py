@@ -45,5 +45,5 @@ def test_cli_on_a_zoo_model_without_data():
     args = ["attribute", str(path), "--index", "0", "--shifts", "y:0,8;x:0", "--json"]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)["attribution"]
+    data = json.loads(result.stdout)["attribution"]
     assert data["shifts"] == [[0, 0], [8, 0]] and data["aligned_similarity"][0] == 1.0

@@ -346,7 +346,7 @@ def test_cli_sweep_with_data_matches_a_plain_loop(positional_1d, runner, tmp_pat
     ]
     result = runner.invoke(main, [*args, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    sweep = json.loads(result.output)["sweep"]
+    sweep = json.loads(result.stdout)["sweep"]
     with torch.no_grad():
         expected = [
             float((positional_1d(torch.roll(x, s, -1)).argmax(1) == y).double().mean())
@@ -382,7 +382,7 @@ def test_cli_sweep_draws_from_the_recipe_and_needs_data_otherwise(positional_2d,
         ["sweep", str(tmp_path / "zoo.pt"), "--samples", "4", "--shifts", "x:-2:2", "--json"],
         catch_exceptions=False,
     )
-    assert json.loads(one_axis.output)["sweep"]["shifts"][0] == [0, -2]
+    assert json.loads(one_axis.stdout)["sweep"]["shifts"][0] == [0, -2]
     save(positional_2d, tmp_path / "bare.pt", meta={"input_shape": [1, 12, 12]})
     bare = runner.invoke(main, ["sweep", str(tmp_path / "bare.pt")], catch_exceptions=False)
     assert bare.exit_code == 2 and "pass `--data FILE`" in bare.output

@@ -44,7 +44,7 @@ def test_json_equals_the_library_on_that_sample(runner, files, positional_1d):
             "--shifts", "-8,0,8", "--method", "saliency", "--json"]  # fmt: skip
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)["attribution"]
+    data = json.loads(result.stdout)["attribution"]
     expected = attribution_across_shifts(positional_1d, x[3:4], y[3:4], [-8, 0, 8],
                                          method="saliency").to_dict()  # fmt: skip
     assert data["method"] == "saliency" and data["shifts"] == [-8, 0, 8]
@@ -80,7 +80,7 @@ def test_zoo_model_without_data_uses_its_recipe(runner, tmp_path):
     args = ["attribute", str(path), "--index", "2", "--method", "layer_gradcam", "--json"]
     result = runner.invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert data["sample"]["source"] == "example 2 of 300 held-out examples from the shapes recipe"
     shifts = data["attribution"]["shifts"]
     # The report's choice with no sweep: +-the largest default shift (16 // 4 = 4), through 0.

@@ -44,7 +44,7 @@ def test_inspect_table_and_verdict(runner, seed_like):
 
 def test_inspect_json(runner, seed_like):
     result = runner.invoke(main, ["inspect", str(seed_like), "--json"], catch_exceptions=False)
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     head = data["structure"]["head"]
     assert (head["kind"], head["channels"], head["positions"]) == ("positional", 64, [4026])
     assert data["structure"]["input_shape"] == [1, 8192]
