@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from interp.sweep.engine.head import take, window
+from interp.sweep.engine.head import take
 from interp.sweep.engine.plan import Level, Op, band_boxes, ix
 
 Box = tuple[tuple[int, int], ...]
@@ -123,7 +122,8 @@ def bands_1d(ops: list[Op], geo: list[Level], plans: list[list[_Tap]], kept: lis
         new = {}
         for tap in plans[i]:
             if op.kind == "max":
-                new[tap.out] = _max(op, tap, node_in, q_in, bands, geo[i].size[0], per[i])
+                new[tap.out] = _max(op, tap, node_in, q_in, node_out, q_out, bands,
+                                    geo[i].size[0], (per[i], per[i + 1]))  # fmt: skip
                 continue
             base = _at(node_out, tap.out + q_out, per[i + 1])[..., 0]  # (n, S, C_out): valid
             if tap.other:
@@ -161,34 +161,38 @@ def _linear(op: Op, base: torch.Tensor, delta: torch.Tensor, taps: tuple[int, ..
     return (base * k + total) / real
 
 
-def _max(
-    op: Op,
-    tap: _Tap,
-    node: torch.Tensor,
-    q: torch.Tensor,
-    bands: dict[int, torch.Tensor],
-    size: int,
-    period: int | None = None,
-) -> torch.Tensor:
-    """Max over the window: band taps directly, clean taps by a sliding max."""
-    parts = []
-    if tap.clean:  # contiguous taps: a sliding max of that width over the lags in use
-        width, dil = len(tap.clean), op.dilation[0]
-        at = tap.pos[tap.clean[0]] + q  # (S, 1)
-        first, last = int(at.min()), int(at.max())
-        stop = last + dil * (width - 1) + 1
-        if period is None:
-            part = node[..., first:stop]
-        else:
-            part = window(node, [slice(first, stop)], (period,))
-        if width > 1:
-            part = F.max_pool1d(part, width, 1, 0, dil)
-        parts.append(_at(part, at - first)[..., 0])
-    # Padding never wins a max; band inputs do what they must.
-    parts += [bands[tap.pos[k]] for k in tap.other if 0 <= tap.pos[k] < size]
-    out = parts[0]
-    for p in parts[1:]:
-        out = torch.maximum(out, p)
+def _max(op: Op, tap: _Tap, node: torch.Tensor, q: torch.Tensor, out_node: torch.Tensor,
+         q_out: torch.Tensor, bands: dict[int, torch.Tensor], size: int,
+         periods: tuple[int | None, int | None] = (None, None)) -> torch.Tensor:  # fmt: skip
+    """Max over the window from the valid max, the other taps, and few explicit windows.
+
+    With ``v`` the valid max of the window (the valid output map), ``v_o`` the valid and
+    ``t_o`` the true max of the taps on padding or bands (padding never wins: ``-inf``)
+    and ``r`` the max of the clean taps: ``v = max(v_o, r)`` and the answer is
+    ``max(t_o, r)``. That is ``max(t_o, v)`` unless ``t_o < v_o`` and ``v == v_o`` (the
+    valid max came from an other tap); only those entries read their clean taps.
+    """
+    valid = _at(out_node, tap.out + q_out, periods[1])[..., 0]  # (n, S, C)
+    if not tap.other:
+        return valid
+    real = [bands[tap.pos[k]] for k in tap.other if 0 <= tap.pos[k] < size]
+    true_other = real[0] if real else torch.full_like(valid, float("-inf"))
+    for r in real[1:]:
+        true_other = torch.maximum(true_other, r)
+    if not tap.clean:
+        return true_other
+    where = torch.tensor([tap.pos[k] for k in tap.other], device=q.device)
+    valid_other = _at(node, where[None, :] + q, periods[0]).amax(-1)
+    out = torch.maximum(true_other, valid)
+    need = (true_other < valid_other) & (valid <= valid_other)
+    if bool(need.any()):
+        hit = need.nonzero()  # (M, 3): sample, shift, channel
+        clean = torch.tensor([tap.pos[k] for k in tap.clean], device=q.device)
+        cols = q[hit[:, 1], 0][:, None] + clean[None, :]  # (M, clean taps)
+        if periods[0] is not None:
+            cols = cols.remainder(periods[0])
+        rest = node[hit[:, :1], hit[:, 2:], cols].amax(-1)
+        out[need] = torch.maximum(true_other[need], rest)
     return out
 
 
