@@ -1,11 +1,21 @@
 """augment: fine-tune a copy of the model on randomly shifted training examples.
 
-Each training example is shifted by its own shift drawn uniformly from the
-failing range (per spatial axis). First the head alone (everything after the
-feature map it reads), then, if asked, the whole model for ``epochs`` more
+Each training example is shifted by its own shift drawn uniformly from the failing
+range (per spatial axis), freshly for every pass. First the head alone (everything
+after the feature map it reads), then, if asked, the whole model for ``epochs`` more
 epochs at a tenth of the learning rate. Adam, a local seeded generator for every
 draw (the global RNG is forked, so Dropout is seeded too and the caller's RNG is
 untouched), early stopping on held-out accuracy (the best epoch is kept).
+
+Two things make the head-only phase cheap and its data plentiful:
+
+- The trunk is frozen, so when the model is an ``nn.Sequential`` whose child is the
+  feature map the head reads, the trunk runs once per batch under ``no_grad`` and only
+  the head's layers see autograd; the held-out features are computed once.
+- A zoo model's recipe draws unlimited fresh examples (``draw``): each batch is new
+  examples, each shifted by its own shift, rather than passes over one fixed set. A
+  positional head has to learn every position it may see a pattern at, and a fixed
+  set of 1,400 examples gives each position too few (the edges of the range fewest).
 """
 
 from __future__ import annotations
@@ -13,7 +23,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -23,10 +33,15 @@ from interp.geometry.core import Structure
 from interp.remedies.trunk import batches, sequential_index, split_site
 from interp.shifts import shift
 
-HEAD_EPOCHS = 6
-PATIENCE = 2
+HEAD_EPOCHS = 6  # passes over the training set (or as many fresh examples) ...
+STREAM_EPOCHS = 12  # ... or, when fresh examples are drawn, that many sets' worth
+PATIENCE = 3  # evaluations without a better held-out accuracy before stopping
 LR = 1e-3
 BATCH = 32
+CACHE_BYTES = 1 << 30  # held-out features kept in memory up to this size
+STREAM_SEED = 3_000_000  # fresh draws use seeds from here on (recipe held-out: 1_000_000)
+
+Draw = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def head_modules(model: nn.Module, geo: Structure) -> list[nn.Module]:
@@ -66,6 +81,61 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / max(1, len(y))
 
 
+class _Feed:
+    """Training batches, each example shifted by its own shift drawn from ``box``.
+
+    From ``draw`` (fresh examples every batch, seeds ``seed0``, ``seed0 + 1``, ...) or
+    from a seeded permutation of ``(x, y)`` per epoch. One epoch is ``len(x)`` examples.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        box: Sequence[tuple[int, int]] | None,
+        mode: str,
+        gen: torch.Generator,
+        draw: Draw | None,
+        seed0: int,
+    ) -> None:
+        self.x, self.y, self.box, self.mode, self.gen = x, y, box, mode, gen
+        self.draw, self.seed = draw, seed0
+        self.steps = -(-len(x) // BATCH)
+
+    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.x), generator=self.gen)
+        for i in range(0, len(self.x), BATCH):
+            if self.draw is not None:
+                xb, yb = self.draw(min(BATCH, len(self.x) - i), self.seed)
+                self.seed += 1
+            else:
+                idx = order[i : i + BATCH]
+                xb, yb = self.x[idx], self.y[idx]
+            if self.box is not None:
+                xb = shifted(xb, random_shifts(len(xb), self.box, self.gen), self.mode)
+            yield xb, yb
+
+
+class _Split:
+    """A Sequential model cut at the feature map its head reads: ``trunk`` then ``head``
+    (views of the same modules). ``trunk`` is None when the model cannot be cut there."""
+
+    def __init__(self, work: nn.Module, geo: Structure, *, whole: bool) -> None:
+        at = None if whole else sequential_index(work, geo.head.reads or "")
+        kids = list(work.children())
+        self.trunk = None if at is None else nn.Sequential(*kids[: at + 1])
+        self.head = work if at is None else nn.Sequential(*kids[at + 1 :])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.trunk is None:
+            return x
+        with torch.no_grad():
+            return torch.cat([self.trunk(xb) for xb in batches(x, 128)]) if len(x) else x
+
+    def logits(self, f: torch.Tensor) -> torch.Tensor:
+        return self.head(f)
+
+
 def tune(
     model: nn.Module,
     geo: Structure,
@@ -77,20 +147,26 @@ def tune(
     *,
     mode: str,
     seed: int,
-    head_epochs: int = HEAD_EPOCHS,
+    head_epochs: int | None = None,
     epochs: int = 0,
     progress: bool = False,
     label: str = "augment",
+    draw: Draw | None = None,
 ) -> tuple[nn.Module, list[str]]:
     """A fine-tuned copy of ``model`` (which is not changed) and notes on the training.
 
     ``box`` None trains without shifts (refitting a head after another change).
+    ``draw(n, seed) -> (x, y)`` draws fresh training examples (a zoo recipe); then an
+    epoch is ``len(x)`` fresh examples and the head runs up to ``STREAM_EPOCHS``.
     """
+    if head_epochs is None:
+        head_epochs = STREAM_EPOCHS if draw is not None else HEAD_EPOCHS
     work = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     if box is not None:
         x_val = shifted(x_val, random_shifts(len(x_val), box, gen), mode)
     notes: list[str] = []
+    feed = _Feed(x, y, box, mode, gen, draw, STREAM_SEED + 100_003 * seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for phase, n_epochs, lr in (("head", head_epochs, LR), ("whole model", epochs, LR / 10)):
@@ -99,27 +175,20 @@ def tune(
             params = _prepare(work, geo, whole=phase == "whole model")
             if not params:
                 raise InterpError(f"{label}: the model has no trainable parameters in its {phase}")
+            split = _Split(work, geo, whole=phase == "whole model")
             best, stopped = _train(
-                work,
-                params,
-                x,
-                y,
-                x_val,
-                y_val,
-                box,
-                mode,
-                gen,
-                n_epochs,
-                lr,
-                progress,
+                work, split, params, feed, x_val, y_val, n_epochs, lr, progress,
                 f"{label} ({phase})",
+            )  # fmt: skip
+            seen = f"{(stopped or n_epochs) * len(x):,} " + (
+                "fresh examples" if draw is not None else "examples"
             )
             notes.append(
                 f"{label}, {phase}: best held-out accuracy {100 * best:.1f}% "
                 + (
-                    f"(stopped early after epoch {stopped} of {n_epochs})"
+                    f"(stopped early after epoch {stopped} of {n_epochs}, {seen})"
                     if stopped
-                    else f"after {n_epochs} epochs"
+                    else f"after {n_epochs} epochs ({seen})"
                 )
             )
     work.eval()
@@ -146,14 +215,11 @@ def _prepare(work: nn.Module, geo: Structure, *, whole: bool) -> list[nn.Paramet
 
 def _train(
     work: nn.Module,
+    split: _Split,
     params: list[nn.Parameter],
-    x: torch.Tensor,
-    y: torch.Tensor,
+    feed: _Feed,
     x_val: torch.Tensor,
     y_val: torch.Tensor,
-    box: Sequence[tuple[int, int]] | None,
-    mode: str,
-    gen: torch.Generator,
     n_epochs: int,
     lr: float,
     progress: bool,
@@ -163,31 +229,29 @@ def _train(
     early (0 when it ran every epoch). The best epoch's weights are left in ``work``."""
     opt = torch.optim.Adam(params, lr=lr)
     modes = {m: m.training for m in work.modules()}
-    best = _eval(work, x_val, y_val, modes)
+    val = _Held(work, split, x_val, y_val, modes)
+    best = val.score()
     best_state = copy.deepcopy(work.state_dict())
     bad = 0
-    steps = -(-len(x) // BATCH)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_epochs * steps, file=sys.stderr, desc=desc, leave=False)
+        bar = tqdm(total=n_epochs * feed.steps, file=sys.stderr, desc=desc, leave=False)
     try:
         for epoch in range(1, n_epochs + 1):
-            order = torch.randperm(len(x), generator=gen)
-            for i in range(0, len(x), BATCH):
-                idx = order[i : i + BATCH]
-                xb = x[idx]
-                if box is not None:
-                    xb = shifted(xb, random_shifts(len(idx), box, gen), mode)
+            for xb, yb in feed.epoch():
+                f = split.features(xb)
                 with torch.enable_grad():
                     opt.zero_grad()
-                    loss = nn.functional.cross_entropy(work(xb), y[idx])
+                    loss = nn.functional.cross_entropy(split.logits(f), yb)
                     loss.backward()
                     opt.step()
                 if bar is not None:
                     bar.update(1)
-            acc = _eval(work, x_val, y_val, modes)
+            acc = val.score()
+            if bar is not None:
+                bar.set_postfix_str(f"held-out {100 * acc[0]:.1f}%")
             if acc > best:
                 best, bad = acc, 0
                 best_state = copy.deepcopy(work.state_dict())
@@ -195,21 +259,61 @@ def _train(
                 bad += 1
                 if bad >= PATIENCE:
                     work.load_state_dict(best_state)
-                    return best, epoch
+                    return best[0], epoch
     finally:
         if bar is not None:
             bar.close()
     work.load_state_dict(best_state)
-    return best, 0
+    return best[0], 0
 
 
-def _eval(work: nn.Module, x: torch.Tensor, y: torch.Tensor, modes: dict[nn.Module, bool]) -> float:
-    work.eval()
-    try:
-        return accuracy(work, x, y)
-    finally:
-        for m, flag in modes.items():
-            m.training = flag
+class _Held:
+    """Held-out accuracy in eval mode, ties broken by the held-out loss (a small held-out
+    set is soon all correct; the loss still says whether the head got better). The
+    trunk's features are computed once when the trunk is frozen and fit in ``CACHE_BYTES``.
+    """
+
+    def __init__(
+        self,
+        work: nn.Module,
+        split: _Split,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        modes: dict[nn.Module, bool],
+    ) -> None:
+        self.work, self.split, self.x, self.y, self.modes = work, split, x, y, modes
+        self.feats: torch.Tensor | None = None
+        if split.trunk is not None and len(x):
+            probe = self._eval(lambda: split.features(x[:1]))
+            if probe.numel() * probe.element_size() * len(x) <= CACHE_BYTES:
+                self.feats = self._eval(lambda: split.features(x))
+
+    def _eval(self, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+        self.work.eval()
+        try:
+            with torch.no_grad():
+                return fn()
+        finally:
+            for m, flag in self.modes.items():
+                m.training = flag
+
+    def score(self) -> tuple[float, float]:
+        """(accuracy, -mean cross-entropy): larger is better, compared in that order."""
+        feats = self.feats
+        run = self.work if feats is None else self.split.logits
+        data = self.x if feats is None else feats
+
+        def totals() -> torch.Tensor:
+            hits, loss = 0.0, 0.0
+            for xb, yb in zip(batches(data, 128), batches(self.y, 128), strict=True):
+                logits = run(xb)
+                hits += float((logits.argmax(1) == yb).sum())
+                loss += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+            return torch.tensor([hits, loss], dtype=torch.float64)
+
+        hits, loss = self._eval(totals).tolist()
+        n = max(1, len(self.y))
+        return hits / n, -loss / n
 
 
 def augment(
@@ -225,10 +329,16 @@ def augment(
     seed: int = 0,
     epochs: int = 0,
     progress: bool = False,
+    draw: Draw | None = None,
 ) -> tuple[nn.Module, float, list[str]]:
-    """Fine-tune a copy with random shifts over ``box``; returns (model, seconds, notes)."""
+    """Fine-tune a copy with random shifts over ``box``; returns (model, seconds, notes).
+
+    ``draw(n, seed) -> (x, y)``: fresh training examples for every batch (a zoo recipe's
+    sample); None passes over ``(x, y)``, each example freshly shifted every epoch.
+    """
     start = time.perf_counter()
     fixed, notes = tune(
-        model, geo, x, y, x_val, y_val, box, mode=mode, seed=seed, epochs=epochs, progress=progress
-    )
+        model, geo, x, y, x_val, y_val, box, mode=mode, seed=seed, epochs=epochs,
+        progress=progress, draw=draw,
+    )  # fmt: skip
     return fixed, time.perf_counter() - start, notes

@@ -77,6 +77,17 @@ def strided_pools(model: nn.Module) -> list[str]:
     return out
 
 
+def check_blurrable(model: nn.Module, label: str) -> list[str]:
+    """The strided pooling layers of ``model``; refuses in one line when there are none."""
+    names = strided_pools(model)
+    if not names:
+        raise InterpError(
+            f"nothing to blur: {label} has no strided max or average pooling layer "
+            "(strided convolutions are not anti-aliased here); use pool-head or augment"
+        )
+    return names
+
+
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -96,12 +107,7 @@ def blur(
     progress: bool = False,
 ) -> tuple[nn.Module, float, list[str]]:
     """An anti-aliased copy with a refitted head; returns (model, seconds, notes)."""
-    names = strided_pools(model)
-    if not names:
-        raise InterpError(
-            f"nothing to blur: {label} has no strided max or average pooling layer "
-            "(strided convolutions are not anti-aliased here); use pool-head or augment"
-        )
+    names = check_blurrable(model, label)
     start = time.perf_counter()
     work = copy.deepcopy(model)
     channels = _channels(work, names, x[:1])

@@ -11,8 +11,8 @@ from torch import nn
 
 from interp.errors import InterpError
 from interp.remedies.augment import accuracy, augment, random_shifts, shifted
-from interp.remedies.blur import blur
-from interp.remedies.pool_head import pool_head
+from interp.remedies.blur import blur, check_blurrable
+from interp.remedies.pool_head import check_positional, pool_head
 from interp.remedies.result import FixResult, Remedy, recommend, worst_in
 
 STRATEGIES = ("pool-head", "augment", "blur")
@@ -247,6 +247,18 @@ def _fix(
             progress=progress,
         )
 
+    # A zoo recipe draws fresh training examples for augment; a person's data is reused.
+    draw = None
+    if data == "recipe":
+
+        def draw(n: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return recipe.sample(n, seed=recipe.seed + s)
+
+    # Refuse before any sweep: a remedy that cannot apply is named at once.
+    if "pool-head" in names:
+        check_positional(geo, label)
+    if "blur" in names:
+        check_blurrable(model, label)
     original = sweep(model)
     box = failing_box(original, original.tolerance)
     whole = _whole_range(tuple(x_train.shape[2:]))
@@ -270,6 +282,7 @@ def _fix(
                 k=k,
                 sweep=sweep,
                 box=box,
+                draw=draw,
             )
         )
     if out is not None:
@@ -311,6 +324,7 @@ def _run(
     k: int,
     sweep: Any,
     box: tuple[tuple[int, int], ...] | None,
+    draw: Any = None,
 ) -> Remedy:
     extra: dict[str, Any] = {}
     notes: list[str] = []
@@ -347,10 +361,11 @@ def _run(
             seed=seed,
             epochs=epochs,
             progress=progress,
+            draw=draw,
         )
         lo_hi = ", ".join(f"{lo}..{hi}" for lo, hi in train_box)
         detail = "head only" + (f" + {epochs} whole-model epochs" if epochs else "")
-        detail += f", shifts {lo_hi}"
+        detail += f", shifts {lo_hi}" + (", fresh recipe examples" if draw else "")
         extra["train_range"] = [list(b) for b in train_box]
     else:
         fixed, seconds, notes = blur(

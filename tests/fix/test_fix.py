@@ -274,7 +274,7 @@ def test_cli_fix_and_its_refusal(positional_1d, pooled_1d, tmp_path):
     assert (out / "good-pool-head.pt").exists() and (out / "fix.json").exists()
     assert "pool-head" in result.output
     args = ["fix", str(bad), "--train-data", str(data), "--strategy", "pool-head"]
-    result = runner.invoke(main, [*args, "--out", str(out)], catch_exceptions=False)
+    result = runner.invoke(main, [*args, "--out", str(tmp_path / "out2")], catch_exceptions=False)
     assert result.exit_code == 2
     assert result.output.startswith("Error: nothing to pool: ")
     assert result.output.count("\n") == 1
@@ -293,3 +293,67 @@ def test_seed_cnn_pool_head_holds_over_3000_hz(tmp_path):
     assert min(r.sweep.accuracy) >= 0.90
     assert res.original_worst <= 0.5
     assert r.path is not None and "Use pool-head" in res.recommendation
+
+
+def test_augment_tunes_only_the_head_and_holds_over_the_failing_range():
+    """The spike model's head reads positions 10..20 only; a Linear over every position
+    can separate the classes (a weight of 1 on every position of kernel 0 for class 0, of
+    kernel 1 for class 1), so fine-tuning it on shifted spikes must reach every shift."""
+    model = _spike_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = _spikes(120)
+    xt, yt = _spikes(40, seed=1)
+    res = fix(model, x, y, x_test=xt, y_test=yt, strategies="augment", shifts=range(-16, 17))
+    r = res.remedy("augment")
+    assert res.failing_range is not None and res.original_worst < 0.75
+    assert r.worst_accuracy >= 0.95 and r.accuracy_at_0 == 1.0
+    fixed = r.model.state_dict()
+    assert torch.equal(fixed["0.weight"], before["0.weight"])  # the trunk is frozen
+    assert not torch.equal(fixed["3.weight"], before["3.weight"])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    again = fix(model, x, y, x_test=xt, y_test=yt, strategies="augment", shifts=range(-16, 17))
+    assert torch.equal(again.remedy("augment").model.state_dict()["3.weight"], fixed["3.weight"])
+
+
+def test_augment_head_path_equals_the_model_forward(positional_1d):
+    """Head-only training runs the trunk once under no_grad and the head on its output:
+    the logits must be the model's own, and only head parameters may get gradients."""
+    from interp.geometry import structure
+    from interp.remedies.augment import _prepare, _Split
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 1, 64, generator=gen)
+    geo = structure(positional_1d, x[:1])
+    params = _prepare(positional_1d, geo, whole=False)
+    split = _Split(positional_1d, geo, whole=False)
+    assert split.trunk is not None
+    positional_1d.eval()
+    logits = split.logits(split.features(x))
+    assert torch.equal(logits, positional_1d(x))
+    logits.sum().backward()
+    head_ids = {id(p) for p in params}
+    for p in positional_1d.parameters():
+        assert (p.grad is not None) == (id(p) in head_ids)
+
+
+def test_augment_streams_fresh_examples_from_a_draw():
+    """With a recipe-like ``draw``, every batch is new examples (distinct seeds), and as
+    many are drawn per epoch as the training set holds."""
+    from interp.geometry import structure
+    from interp.remedies import augment as aug
+
+    model = _spike_model()
+    x, y = _spikes(64)
+    xv, yv = _spikes(32, seed=1)
+    seeds: list[int] = []
+
+    def draw(n: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        seeds.append(s)
+        return _spikes(n, seed=s)
+
+    geo = structure(model, x[:1])
+    _m, _s, notes = aug.augment(model, geo, x, y, xv, yv, [(-16, 16)], draw=draw, seed=1)
+    assert len(seeds) == len(set(seeds)) > 0
+    epochs = len(seeds) // -(-len(x) // aug.BATCH)
+    assert len(seeds) == epochs * -(-len(x) // aug.BATCH)
+    assert f"{epochs * len(x):,} fresh examples" in notes[0]
