@@ -221,6 +221,11 @@ samples_option = click.option(
     "--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
     help="Examples used (a seeded random subset of larger data; the same as `interp report`'s).",
 )  # fmt: skip
+analysis_samples_option = click.option(
+    "--samples", type=click.IntRange(min=1), metavar="N",
+    help="Analyse a seeded random subset of N examples (default: every row of --data; "
+    f"{DEFAULT_SAMPLES} drawn from a zoo recipe).",
+)  # fmt: skip
 sweep_samples_option = click.option(
     "--samples", type=click.IntRange(min=1), metavar="N",
     help="Sweep a seeded random subset of N examples (default: every row of --data; "
@@ -377,7 +382,7 @@ class AnalysisSpec:
     shifts: str | None
     shift_mode: str
     method: str
-    samples: int
+    samples: int | None  # None: every row of --data (a zoo recipe: its default count)
     seed: int
 
     @property
@@ -391,7 +396,7 @@ class AnalysisSpec:
 
 
 _analysis_options = _stack(
-    shifts_option(), shift_mode_option(), method_option, samples_option, seed_option,
+    shifts_option(), shift_mode_option(), method_option, analysis_samples_option, seed_option,
 )  # fmt: skip
 
 
@@ -399,7 +404,7 @@ def _analysis_options_for(with_train: bool) -> Callable[[F], F]:
     def decorate(func: F) -> F:
         @functools.wraps(func)
         def run(*args: Any, data: DataSpec, shifts: str | None, shift_mode: str,
-                method: str, samples: int, seed: int, **kwargs: Any) -> Any:  # fmt: skip
+                method: str, samples: int | None, seed: int, **kwargs: Any) -> Any:  # fmt: skip
             spec = AnalysisSpec(data, shifts, shift_mode, method, samples, seed)
             return func(*args, analysis=spec, **kwargs)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from interp._util import fmt_shift
+from interp._util import default_unit, fmt_shift
 from interp.cli._options import (
     AxisSpec,
     DataSpec,
@@ -43,7 +43,7 @@ def _range(sw: Any) -> str:
     lo, hi = sw.invariance_range
     ulo, uhi = sw.invariance_range_units
     if isinstance(lo, tuple):  # per axis, along the lines through (0, 0)
-        unit = fmt_shift((0, 0), sw.axis).rsplit(" ", 1)[1]
+        unit = (sw.axis_meta(0) or {}).get("unit") or default_unit(2)
         return ", ".join(
             f"{name} {lo[i]} to {hi[i]} ({ulo[i]:g} to {uhi[i]:g} {unit})"
             for i, name in enumerate(("dy", "dx"))
@@ -135,6 +135,7 @@ def sweep(
     """
     from interp.cli import _common as run
     from interp.geometry.core import structure
+    from interp.reporting.choose import lowest
     from interp.shifts import default_shifts, parse_shifts
     from interp.sweep.core import shift_sweep
 
@@ -188,5 +189,10 @@ def sweep(
         )
     if sw.consistency is not None:
         click.echo(f"consistency (same class under two different shifts): {sw.consistency:.1%}")
-    worst = min(range(len(sw.shifts)), key=lambda i: (sw.accuracy[i], i))
-    click.echo(f"lowest accuracy: {sw.accuracy[worst]:.1%} at shift {sw.shifts[worst]}")
+    worst = lowest(sw.accuracy, sw.shifts)  # the report's one tie rule, so both name one shift
+    tied = sum(a == sw.accuracy[worst] for a in sw.accuracy)
+    rule = f"; {tied} shifts tie, so the smallest in size, then the negative one"
+    click.echo(
+        f"lowest accuracy: {sw.accuracy[worst]:.1%} at shift {sw.shifts[worst]} "
+        f"({_units(sw, sw.shifts[worst])})" + (rule if tied > 1 else "")
+    )

@@ -478,3 +478,54 @@ def test_sweep_uses_every_row_of_the_data_unless_asked(runner, tmp_path, files):
     sub = _sweep_json(runner, files["model"], "--data", tmp_path / "big.npz", "--shifts", "0",
                       "--samples", "50")  # fmt: skip
     assert sub["n"] == 50
+
+
+@pytest.mark.slow
+def test_report_uses_every_row_of_the_data_unless_asked(runner, tmp_path, files):
+    """report's sweep over a 340-row file (more than the old default 300) uses all 340 rows:
+    its shift-0 and shift-3 accuracies equal a plain roll-and-argmax loop; --samples 20 takes 20."""
+    gen = np.random.default_rng(6)
+    x = gen.normal(size=(340, 1, 32)).astype(np.float32)
+    y = gen.integers(0, 3, 340)
+    np.savez(tmp_path / "big.npz", x=x, y=y)
+    net = _net()
+    for extra, n in (((), 340), (("--samples", "20"), 20)):
+        out = tmp_path / f"r{n}"
+        _ok(runner.invoke(main, ["report", str(files["model"]), "--data", str(tmp_path / "big.npz"),
+                                 "--shifts", "0,3", "--method", "saliency", "--quiet",
+                                 "--out", str(out), *extra], catch_exceptions=False))  # fmt: skip
+        sw = json.loads((out / "report.json").read_text())["sweep"]
+        assert sw["n"] == n
+        if n == 340:
+            with torch.no_grad():
+                for s, acc in zip(sw["shifts"], sw["accuracy"], strict=True):
+                    pred = net(torch.roll(torch.from_numpy(x), s, dims=-1)).argmax(1).numpy()
+                    assert acc == pytest.approx(float((pred == y).mean()), abs=1e-12)
+
+
+def test_sweep_names_the_lowest_shift_by_the_reports_tie_rule(runner, tmp_path, files):
+    """Rows alternating in sign: every odd roll gives -x, every even one x, so the odd shifts
+    tie. The text names the tied shift the report's rule picks (smallest |s|, then the
+    negative one), found here by brute force over a plain PyTorch loop."""
+    gen = np.random.default_rng(7)
+    sign = (-1.0) ** np.arange(32)
+    x = (gen.normal(size=(40, 1, 1)) * sign).astype(np.float32)
+    net = _net()
+    with torch.no_grad():
+        y = net(torch.from_numpy(x)).argmax(1).numpy()  # all right at even shifts
+    np.savez(tmp_path / "alt.npz", x=x, y=y)
+    shifts = [3, 1, -1, -3, 2, 0, -2]
+    acc = {}
+    with torch.no_grad():
+        for s in shifts:
+            pred = net(torch.roll(torch.from_numpy(x), s, dims=-1)).argmax(1).numpy()
+            acc[s] = float((pred == y).mean())
+    assert acc[1] < 1.0  # the odd shifts really are worse: a tie among 3, 1, -1, -3
+    low = min(acc.values())
+    expected = min((s for s in shifts if acc[s] == low), key=lambda s: (abs(s), s))
+    result = _ok(runner.invoke(main, ["sweep", str(files["model"]), "--data",
+                                      str(tmp_path / "alt.npz"), "--shifts",
+                                      ",".join(map(str, shifts)), "--quiet"]))  # fmt: skip
+    line = next(t for t in result.stdout.splitlines() if t.startswith("lowest accuracy"))
+    assert line.startswith(f"lowest accuracy: {low:.1%} at shift {expected} ("), line
+    assert "4 shifts tie" in line
