@@ -164,6 +164,11 @@ def main() -> None:
     with torch.inference_mode():
         model(x[:2])
         t_forward, _ = _timed(lambda: model(x), device, repeat=5)
+    from interp.geometry.core import structure
+
+    # structure() runs inside sweep_logits too (counted in engine_s); timed alone here so
+    # the fixed cost per call is visible next to the per-sample work.
+    t_structure, _ = _timed(lambda: structure(model, x[:1]), device)
     t_engine, (fast, engine, reason) = _timed(
         lambda: sweep_logits(model, x, shifts, mode=mode), device)  # fmt: skip
     log(f"{args.case}: {what}; x {tuple(x.shape)}, {len(shifts)} shifts, {mode}; engine "
@@ -202,7 +207,7 @@ def main() -> None:
     result = {
         "case": args.case, "mode": mode, "device": str(device), "samples": int(x.shape[0]),
         "shifts": len(shifts), "forward_s": t_forward, "engine_s": t_engine,
-        "brute_s": t_brute, "brute_shifts": count,
+        "brute_s": t_brute, "brute_shifts": count, "structure_s": t_structure,
         "brute_all_s": brute_all, "brute_all_s_is": "extrapolated" if count < len(shifts)
         else "measured",
         "brute_variants_s": variants, "brute_rows": rows, "brute_channels_last": cl,
