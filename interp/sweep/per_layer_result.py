@@ -92,6 +92,19 @@ def pct(v: float | None) -> str:
     return f"{v:.1%}" if v >= 1e-3 else f"{v:.1e}"
 
 
+def interior_clause(v: float | None) -> str:
+    """The interior error as a clause; an exact 0 is said in words, not as 0.0e+00.
+
+    >>> interior_clause(0.0)
+    'no interior error: exactly equivariant away from the borders'
+    >>> interior_clause(2e-7)
+    'interior error at most 2.0e-07'
+    """
+    if v == 0:
+        return "no interior error: exactly equivariant away from the borders"
+    return f"interior error at most {pct(v)}"
+
+
 def _max(values: Sequence[float | None]) -> float | None:
     got = [v for v in values if v is not None]
     return max(got) if got else None
@@ -123,8 +136,8 @@ def findings(
             )
             out.append(
                 f"Equivariance first breaks at layer {r.name!r} ({r.type}), the positional "
-                f"head: every layer before it moves its features with the input (interior "
-                f"error at most {pct(before)}), but {r.name!r} {what}, so its output changes "
+                f"head: every layer before it moves its features with the input ("
+                f"{interior_clause(before)}), but {r.name!r} {what}, so its output changes "
                 f"by {pct(change)} under shifts. Global pooling before the head, or training "
                 "on shifted inputs, fixes it."
             )
@@ -143,10 +156,15 @@ def findings(
         inner = _max([r.interior_error for r in results if r.positions])
         text = (
             "No layer breaks equivariance: every layer with positions moves its features with "
-            f"the input away from padding and wrap-around (interior error at most {pct(inner)}, "
+            f"the input away from padding and wrap-around ({interior_clause(inner)}; "
             f"tolerance {tolerance:g})."
         )
-        if output is not None and not output.positions and output.invariance_error is not None:
+        if output is not None and not output.positions and output.invariance_error == 0:
+            text += (
+                " The output does not change at all under shifts that are multiples of the "
+                "stride: exactly invariant there."
+            )
+        elif output is not None and not output.positions and output.invariance_error is not None:
             if head.kind == "positional":  # never blamed on the borders
                 text += (
                     f" The output changes by {pct(output.invariance_error)} under shifts that "

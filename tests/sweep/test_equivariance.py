@@ -212,3 +212,23 @@ def test_shapes_cnn_breaks_at_its_linear_and_shapes_gap_aliases_at_both_pools():
     eq = equivariance(gap, x, shifts)
     strided = tuple(lay.name for lay in strided_layers(structure(gap, x)))
     assert eq.first_break is None and len(strided) == 2 and eq.aliasing_layers == strided
+
+
+def test_an_exact_zero_interior_error_is_said_in_words():
+    """Integer weights and inputs: every sum is exact in float32, so a circular conv stack
+    commutes with roll bit for bit (checked here by a plain loop), and the sentence says
+    'no interior error' instead of printing 0.0e+00."""
+    conv = nn.Conv1d(1, 2, 3, padding=1, padding_mode="circular", bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[1.0, -2.0, 1.0]], [[0.0, 3.0, -1.0]]]))
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(2, 3))
+    x = torch.randint(-4, 5, (3, 1, 24), generator=torch.Generator().manual_seed(1)).float()
+    shifts = [-5, 0, 2, 7]
+    with torch.no_grad():
+        for s in shifts:  # the law, by hand: conv(roll(x)) == roll(conv(x)) exactly
+            assert torch.equal(conv(torch.roll(x, s, -1)), torch.roll(conv(x), s, -1))
+            assert torch.equal(model(torch.roll(x, s, -1)), model(x))  # max pool: invariant
+    eq = equivariance(model, x, shifts)
+    text = " ".join(eq.findings)
+    assert "no interior error: exactly equivariant away from the borders" in text
+    assert "0.0e+00" not in text and "does not change at all" in text
