@@ -187,6 +187,31 @@ def _range_sentence(inv: Any, axis: Any, dims: int, tol: float) -> str | None:
     )
 
 
+def collapse_clause(sweep: Mapping[str, Any], axis: Any, dims: int) -> str | None:
+    """The collapse onto one class, from ``sweep.collapse`` alone, as a clause (or None).
+
+    ``all_from`` gives "beyond +-X, 100% of the N samples are predicted 'c'"; without such
+    a tail, the share of the predictions at the failing shifts.
+
+    >>> collapse_clause({"n": 4, "collapse": {"class": "b", "share": 1.0, "all_from": 1,
+    ...     "failing_shifts": 2}}, None, 1)
+    "at ±1 samples and beyond, 100.0% of the 4 samples are predicted 'b'"
+    """
+    c = sweep.get("collapse")
+    if not isinstance(c, Mapping):
+        return None
+    name = c["class"]
+    if c.get("all_from"):
+        return (
+            f"at {fmt_extent(c['all_from'], axis, dims)} and beyond, {pct(1.0)} of the "
+            f"{sweep.get('n')} samples are predicted '{name}'"
+        )
+    return (
+        f"at the {c['failing_shifts']} shifts where accuracy drops, {pct(c['share'])} of the "
+        f"predictions are '{name}'"
+    )
+
+
 def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
     """The decision and sentences from the shift sweep, or None when it cannot decide."""
     sweep = content.get("sweep")
@@ -257,6 +282,7 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
         )
     return {
         "invariant": not failing,
+        "collapse": collapse_clause(sweep, axis, dims) if failing else None,
         "reasons": reasons,
         "details": details,
         "suggestions": suggestions,
@@ -325,21 +351,21 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "translation_invariant": invariant,
         "basis": basis,
-        "headline": _headline(invariant, basis),
+        "headline": _headline(invariant, basis, (measured or {}).get("collapse")),
         "reasons": reasons,
         "suggestions": suggestions,
     }
 
 
-def _headline(invariant: bool | None, basis: str) -> str:
+def _headline(invariant: bool | None, basis: str, collapse: str | None = None) -> str:
     if invariant is None:
         return "Translation invariance could not be decided."
     if basis == "measured":
-        return (
-            "The model is translation invariant over the swept shifts."
-            if invariant
-            else "The model is not translation invariant."
-        )
+        if invariant:
+            return "The model is translation invariant over the swept shifts."
+        if collapse:  # the most telling fact: shifted inputs all go to one class
+            return f"The model is not translation invariant: {collapse}."
+        return "The model is not translation invariant."
     return (
         "The model is invariant by construction, up to boundary effects and aliasing "
         "(not yet measured)."
