@@ -192,7 +192,7 @@ def test_report_on_cuda(files, tmp_path):
 
 @pytest.mark.slow
 def test_shipped_seed_models_side_by_side(tmp_path):
-    root = Path(__file__).resolve().parents[1] / "trained"
+    root = Path(__file__).resolve().parents[2] / "trained"
     names = ["seed_cnn", "seed_gap", "seed_aug"]
     out = tmp_path / "cmp"
     result = run(["compare", *[root / f"{n}.pt" for n in names], "--out", out,

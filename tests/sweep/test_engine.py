@@ -25,7 +25,7 @@ from interp.sweep.engine.core import Unsupported, fast_logits, periodic_length
 from interp.sweep.engine.plan import levels, make_plan, margins
 
 MODES = ("roll", "zero", "edge")
-TRAINED = Path(__file__).resolve().parents[1] / "trained"
+TRAINED = Path(__file__).resolve().parents[2] / "trained"
 
 
 def _shift_axis(x: torch.Tensor, s: int, mode: str, axis: int) -> torch.Tensor:
