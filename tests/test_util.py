@@ -74,8 +74,8 @@ def test_json_float_is_what_strict_json_can_hold(value):
     [
         (-3, [{"unit": "Hz", "step": 1000.0}], True, "-3000 Hz"),
         (3, [{"unit": "nm", "step": 0.5, "start": 400.0}], True, "+1.5 nm"),  # no origin
-        (0, None, True, "0 bins"),
-        (250, None, False, "250 bins"),
+        (0, None, True, "0 samples"),
+        (250, None, False, "250 samples"),
         ((8, -8), None, True, "(dy, dx) = (+8, -8) px"),
         ([2, 0], [{"unit": "mm", "step": 0.5}, {"unit": "mm", "step": 2.0}], True,
          "(dy, dx) = (+1, 0) mm"),
