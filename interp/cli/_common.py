@@ -135,6 +135,21 @@ def with_axis(info: Any, axis: AxisSpec, shape: tuple[int, ...] | None) -> Any:
     return dataclasses.replace(info, meta=meta)
 
 
+def resolve_axis(info: Any, axis: AxisSpec, shape: tuple[int, ...] | None,
+                 data_axis: Any = None) -> list[dict[str, Any]] | None:  # fmt: skip
+    """The axis every output uses: --unit/--sample-spacing > the data file's ``units`` >
+    the checkpoint's ``axis`` > None (positions in samples or px)."""
+    meta = info.meta if isinstance(info.meta, dict) else {}
+    base = data_axis or meta.get("axis")
+    if axis.unit is None and axis.step is None:
+        return [dict(a) for a in base] if base else None
+    if shape is None:
+        raise InputError(
+            "`--unit`/`--sample-spacing` need the input shape; pass --input-shape or --data"
+        )
+    return axis.apply(base, len(shape) - 1)
+
+
 def load_data_for(
     data: DataSpec | None, model: Any, shape: tuple[int, ...] | None, quiet: bool = False,
     spec: ModelSpec | None = None,
@@ -166,6 +181,8 @@ def get_examples(
     if samples is None:  # the person's data whole; a recipe draws the default number
         samples = int(loaded.x.shape[0]) if loaded is not None else DEFAULT_SAMPLES
     x, y, entry = examples(info, loaded, samples, seed)
+    if entry is not None and getattr(loaded, "axis", None):
+        entry["axis"] = [dict(a) for a in loaded.axis]  # the file's `units`
     if x is None or y is None or entry is None:
         raise InterpError(
             f"{info.path} carries no dataset recipe, so there is nothing to {what}; "

@@ -84,12 +84,13 @@ def report(
         loaded = run.load_data_for(train, model, shape, quiet, spec)
         train_xy = (loaded.x, loaded.y)
     shape = shape or (tuple(data.x.shape[1:]) if data is not None else None)
+    resolved = run.resolve_axis(info, axis, shape, getattr(data, "axis", None))
     info = run.with_axis(info, axis, shape)
     with run.ray_executor(ray_address, model_path, spec, shape) as executor, \
             run.progress(quiet) as show:  # fmt: skip
         rep = build(model, info, data=data, device=spec.device, progress=show,
                     fix=True if with_fix else None, train=train_xy, executor=executor,
-                    **analysis.settings())  # fmt: skip
+                    axis=resolved, **analysis.settings())  # fmt: skip
     rep.save(target, force=force)
     if as_json:
         run.echo_json(json.loads(rep.to_json()))

@@ -148,9 +148,10 @@ def sweep(
     shift_list = (
         parse_shifts(shifts, geo.spatial_dims) if shifts else default_shifts(geo.input_shape)
     )
-    info = run.with_axis(info, axis, tuple(geo.input_shape))  # the shape may come from --data
-    meta = info.meta if isinstance(info.meta, dict) else {}
-    axis_meta = meta.get("axis") if isinstance(meta.get("axis"), list) else None
+    # flags > the data file's units > the checkpoint's axis (the shape may come from --data)
+    axis_meta = run.resolve_axis(info, axis, tuple(geo.input_shape), entry.get("axis"))
+    if axis_meta is not None and len(axis_meta) != geo.spatial_dims:
+        axis_meta = None
     if axis_meta is not None and len(axis_meta) != geo.spatial_dims:
         axis_meta = None
     recipe = getattr(info, "recipe", None)

@@ -50,15 +50,21 @@ class Dataset:
     classes: tuple[str, ...] | None
     path: str
     notes: tuple[str, ...] = ()
+    # One dict (unit, step, start) per spatial axis from the file's ``units``,
+    # ``sample_spacing`` and ``start``; None when the file names no unit.
+    axis: tuple[dict[str, Any], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (the report's ``data`` section)."""
-        return {
+        out: dict[str, Any] = {
             "path": self.path,
             "n": int(self.x.shape[0]),
             "classes": list(self.classes) if self.classes is not None else None,
             "input_shape": list(self.x.shape[1:]),
         }
+        if self.axis is not None:
+            out["axis"] = [dict(a) for a in self.axis]
+        return out
 
 
 def load_data(
@@ -127,7 +133,54 @@ def load_data(
                 )
     _check_shape(x, expect_shape, label)
     _check_range(y, expect_classes, label)
-    return Dataset(x=x, y=y, classes=classes, path=label, notes=tuple(notes))
+    axis = _axis(arrays, label, x.ndim - 2)
+    return Dataset(x=x, y=y, classes=classes, path=label, notes=tuple(notes), axis=axis)
+
+
+def _per_axis(value: Any, name: str, label: str, dims: int, kind: type) -> list[Any] | None:
+    """A file's ``units`` / ``sample_spacing`` / ``start``: one value, or one per axis."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.numpy()
+    items = np.asarray(value).reshape(-1).tolist() if not isinstance(value, str) else [value]
+    if len(items) == 1:
+        items = items * dims
+    ok = len(items) == dims and all(
+        isinstance(v, str) and 0 < len(v.strip()) <= 32 if kind is str
+        else isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+        for v in items
+    )  # fmt: skip
+    if not ok:
+        what = "a short unit name such as 'Hz'" if kind is str else "a finite number"
+        raise InterpError(
+            f"data file {label}: `{name}` is {value!r}; save {what}, one for all axes or one "
+            f"per spatial axis ({dims})"
+        )
+    return [v.strip() if kind is str else float(v) for v in items]
+
+
+def _axis(arrays: Mapping[str, Any], label: str, dims: int) -> tuple[dict[str, Any], ...] | None:
+    """Axis metadata from ``units`` (+ optional ``sample_spacing``, ``start``), or None."""
+    units = _per_axis(arrays.get("units"), "units", label, dims, str)
+    steps = _per_axis(arrays.get("sample_spacing"), "sample_spacing", label, dims, float)
+    starts = _per_axis(arrays.get("start"), "start", label, dims, float)
+    if units is None:
+        if steps is not None or starts is not None:
+            raise InterpError(
+                f"data file {label} has `sample_spacing` or `start` but no `units`; save the "
+                "unit too, e.g. units='Hz'"
+            )
+        return None
+    if steps is not None and any(v <= 0 for v in steps):
+        raise InterpError(f"data file {label}: `sample_spacing` must be positive, got {steps}")
+    out = []
+    for i in range(dims):
+        entry: dict[str, Any] = {"unit": units[i], "step": steps[i] if steps else 1.0}
+        if starts is not None:
+            entry["start"] = starts[i]
+        out.append(entry)
+    return tuple(out)
 
 
 def _read_file(path: str | os.PathLike[str], label: str, max_memory: int | str | None

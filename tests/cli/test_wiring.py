@@ -529,3 +529,35 @@ def test_sweep_names_the_lowest_shift_by_the_reports_tie_rule(runner, tmp_path, 
     line = next(t for t in result.stdout.splitlines() if t.startswith("lowest accuracy"))
     assert line.startswith(f"lowest accuracy: {low:.1%} at shift {expected} ("), line
     assert "4 shifts tie" in line
+
+
+def test_units_in_the_data_file_set_the_axis_unless_flags_say_otherwise(runner, tmp_path, files):
+    """flags > the data file's `units` / `sample_spacing` / `start` > the checkpoint."""
+    with np.load(files["npz"]) as f:
+        x, y = f["x"], f["y"]
+    np.savez(tmp_path / "hz.npz", x=x, y=y, units="Hz", sample_spacing=0.5, start=-8.0)
+    args = (files["model"], "--data", tmp_path / "hz.npz", "--shifts", "-4:4:2")
+    sw = _sweep_json(runner, *args)
+    assert [dict(a) for a in sw["axis"]] == [{"unit": "Hz", "step": 0.5, "start": -8.0}]
+    assert sw["shifts_units"] == [0.5 * s for s in sw["shifts"]]  # by hand: s * spacing
+    flagged = _sweep_json(runner, *args, "--unit", "ms")
+    assert flagged["axis"][0]["unit"] == "ms" and flagged["axis"][0]["step"] == 0.5
+    text = _ok(runner.invoke(main, ["sweep", *map(str, args), "--quiet"])).stdout
+    assert "-2 Hz" in text  # shift -4 at 0.5 Hz a position
+    np.savez(tmp_path / "bad.npz", x=x, y=y, sample_spacing=0.5)
+    line = _one_error(runner.invoke(main, ["sweep", str(files["model"]), "--data",
+                                           str(tmp_path / "bad.npz")]))  # fmt: skip
+    assert line.startswith("Error: data file") and "no `units`" in line
+
+
+@pytest.mark.slow
+def test_report_takes_its_axis_from_the_data_file(runner, tmp_path, files):
+    with np.load(files["npz"]) as f:
+        np.savez(tmp_path / "hz.npz", x=f["x"], y=f["y"], units="Hz", sample_spacing=0.5)
+    out = tmp_path / "r"
+    _ok(runner.invoke(main, ["report", str(files["model"]), "--data", str(tmp_path / "hz.npz"),
+                             "--shifts", "0,4", "--method", "saliency", "--quiet",
+                             "--out", str(out)], catch_exceptions=False))  # fmt: skip
+    content = json.loads((out / "report.json").read_text())
+    assert content["axis"] == [{"unit": "Hz", "step": 0.5}]
+    assert "+2 Hz" in (out / "report.md").read_text()  # shift 4 at 0.5 Hz a position
