@@ -52,7 +52,10 @@ _RUNNER = textwrap.dedent(
             out[name] = None
         except InterpError as err:
             out[name] = str(err)
-    out["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak
+    # across fork + exec (a long pytest run is already past 1 GiB by itself).
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+    out["peak"] = int(hwm.split()[1]) * 1024
     print(json.dumps(out))
     """
 ).format(limit=LIMIT_AS)
