@@ -92,6 +92,7 @@ def to_dict(c: AttributionComparison) -> dict[str, Any]:
         "neuron": list(c.neuron) if c.neuron is not None else None,
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in c.settings},
         "axis": _axes(c),
+        "agreement": agreement(c),
         "sentences": sentences(c),
     }
 
@@ -116,6 +117,29 @@ def _moved(c: AttributionComparison) -> list[int]:
     return [i for i, s in enumerate(c.shifts) if s not in (0, (0, 0))]
 
 
+def _f2(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.2f}"
+
+
+def agreement(c: AttributionComparison) -> dict[str, Any] | None:
+    """Mean Pearson and cosine over the non-zero shifts, and the worst shift: the numbers the
+    agreement sentence quotes (one source for the sentence and report.json)."""
+    moved = _moved(c)
+    if not moved:
+        return None
+    sim = c.similarity[moved]
+    if torch.isnan(sim).all():
+        return None
+    worst = int(torch.nan_to_num(sim, nan=2.0).argmin())
+    cos = c.cosine[:, moved].nanmean(0)
+    return {
+        "mean_pearson": json_float(float(sim.nanmean())),
+        "mean_cosine": json_float(float(cos.nanmean())),
+        "worst_pearson": json_float(float(sim[worst])),
+        "worst_shift": _shift_json(c.shifts[moved[worst]]),
+    }
+
+
 def sentences(c: AttributionComparison) -> list[str]:
     """What the numbers say, in order: setup, agreement, verdict, peak, confidence, deltas."""
     label = _LABELS.get(c.method, c.method)
@@ -136,11 +160,12 @@ def sentences(c: AttributionComparison) -> list[str]:
         out.append("The maps are constant, so their correlation is undefined at every shift.")
         return out
     worst = int(torch.nan_to_num(sim, nan=2.0).argmin())
-    cos = c.cosine[:, moved].nanmean(0)
+    agree = agreement(c)
+    assert agree is not None
     out.append(
-        f"Aligned maps correlate with the unshifted map at {float(sim.nanmean()):.2f} on average "
-        f"(Pearson; cosine {float(cos.nanmean()):.2f}) and {float(sim[worst]):.2f} at worst, "
-        f"at shift {_fmt_shift(c, shifts[worst])}."
+        f"Aligned maps correlate with the unshifted map at {_f2(agree['mean_pearson'])} on "
+        f"average (Pearson; cosine {_f2(agree['mean_cosine'])}) and "
+        f"{_f2(agree['worst_pearson'])} at worst, at shift {_fmt_shift(c, shifts[worst])}."
     )
     low = float(sim.nan_to_num(nan=0.0).min())
     if low >= FOLLOWS:
