@@ -71,11 +71,24 @@ def line(ax: Axes, x: np.ndarray, values: torch.Tensor | np.ndarray, **kw: objec
     ax.plot(x, smooth, lw=1.2, **kw)  # type: ignore[arg-type]
 
 
-def shade_span(ax: Axes, grid: Grid, lo: int, hi: int, colour: str, text: str | None) -> None:
-    """Shade feature-map positions lo..hi (1D) in input units."""
+HATCHES = ("////", "\\\\", "||", "--", "++", "xx", "..", "oo")  # one per class, cycled
+
+
+def shade_span(ax: Axes, grid: Grid, lo: int, hi: int, colour: str, text: str | None,
+               hatch: str | None = None) -> None:  # fmt: skip
+    """Shade feature-map positions lo..hi (1D) in input units.
+
+    ``hatch``: the span is also hatched and outlined in ``colour``, so overlapping
+    footprints of several classes stay apart instead of merging into grey.
+    """
     a = grid.to_unit(grid.to_input(lo - 0.5))
     b = grid.to_unit(grid.to_input(hi + 0.5))
-    ax.axvspan(min(a, b), max(a, b), color=colour, alpha=0.12, lw=0, label=text)
+    if hatch is None:
+        ax.axvspan(min(a, b), max(a, b), color=colour, alpha=0.12, lw=0, label=text)
+        return
+    ax.axvspan(min(a, b), max(a, b), facecolor=colour, alpha=0.08, lw=0, label=text)
+    ax.axvspan(min(a, b), max(a, b), facecolor="none", edgecolor=colour, hatch=hatch,
+               lw=0.8, alpha=0.5)  # fmt: skip
 
 
 def box(ax: Axes, grid: Grid, lo: tuple[int, ...], hi: tuple[int, ...], colour: str) -> None:
@@ -198,7 +211,8 @@ def plot_profiles(conn: Connectivity, *, ax: Axes | None = None) -> Figure:
             line(a, x, values[k], color=colour, label=repr(name))
             fp_box = conn.per_class[k].footprint
             if fp_box is not None:
-                shade_span(a, g, fp_box[0][0], fp_box[1][0], colour, None)
+                shade_span(a, g, fp_box[0][0], fp_box[1][0], colour, None,
+                           hatch=HATCHES[k % len(HATCHES)])  # fmt: skip
         a.set_ylabel(f"{ylabel} over kernels")
         a.axhline(0, color="black", lw=0.5)
     shaded = any(c.footprint is not None for c in conn.per_class)

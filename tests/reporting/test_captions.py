@@ -148,3 +148,16 @@ def test_sweep_and_equivariance_captions_match_their_marks():
     eq = interp.equivariance(model, x[:2], [1, 2])
     fig = eq.plot()
     check(captions.equivariance(eq.to_dict(), drawn(fig)), fig)
+
+
+def test_overlapping_footprints_keep_their_class_colour_and_hatch(conn):
+    """Each class's footprint is outlined and hatched in its own line colour, one hatch per
+    class, so four overlapping spans stay apart instead of merging into grey."""
+    conn, _ = conn
+    ax = conn.plot().axes[0]
+    hatched = [p for p in ax.patches if p.get_hatch()]
+    with_fp = [k for k, c in enumerate(conn.per_class) if c.footprint is not None]
+    assert len(hatched) == len(with_fp)
+    edges = [to_hex(p.get_edgecolor()[:3]) for p in hatched]
+    assert edges == [to_hex(class_colour(k)) for k in with_fp]
+    assert len({p.get_hatch() for p in hatched}) == len(hatched)
