@@ -33,9 +33,9 @@ from interp.geometry.core import Structure
 from interp.remedies.trunk import batches, sequential_index, split_site
 from interp.shifts import shift
 
-HEAD_EPOCHS = 6  # passes over the training set (or as many fresh examples) ...
-STREAM_EPOCHS = 12  # ... or, when fresh examples are drawn, that many sets' worth
-PATIENCE = 3  # evaluations without a better held-out accuracy before stopping
+HEAD_EPOCHS = 6  # passes over the training set ...
+STREAM_EPOCHS = 24  # ... or, when fresh examples are drawn, that many sets' worth
+PATIENCE = 4  # evaluations without a better held-out accuracy before stopping
 LR = 1e-3
 BATCH = 32
 CACHE_BYTES = 1 << 30  # held-out features kept in memory up to this size

@@ -248,8 +248,9 @@ def _fix(
         )
 
     # A zoo recipe draws fresh training examples for augment; a person's data is reused.
-    draw = None
+    draw, spread = None, 0
     if data == "recipe":
+        spread = int(getattr(recipe, "train_shift_range", 0) or 0)
 
         def draw(n: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
             return recipe.sample(n, seed=recipe.seed + s)
@@ -283,6 +284,7 @@ def _fix(
                 sweep=sweep,
                 box=box,
                 draw=draw,
+                spread=spread,
             )
         )
     if out is not None:
@@ -325,6 +327,7 @@ def _run(
     sweep: Any,
     box: tuple[tuple[int, int], ...] | None,
     draw: Any = None,
+    spread: int = 0,
 ) -> Remedy:
     extra: dict[str, Any] = {}
     notes: list[str] = []
@@ -349,6 +352,11 @@ def _run(
         if best.note:
             notes.append(best.note)
     elif name == "augment":
+        # A test pattern at shift s sits at s plus its own offset, and a recipe's patterns
+        # already vary by +-train_shift_range: widen the shifts by that, or the edges of
+        # the failing range are trained on half their pattern positions only.
+        if box is not None and spread:
+            train_box = tuple((lo - spread, hi + spread) for lo, hi in box)
         fixed, seconds, notes = augment(
             model,
             geo,
@@ -365,7 +373,10 @@ def _run(
         )
         lo_hi = ", ".join(f"{lo}..{hi}" for lo, hi in train_box)
         detail = "head only" + (f" + {epochs} whole-model epochs" if epochs else "")
-        detail += f", shifts {lo_hi}" + (", fresh recipe examples" if draw else "")
+        detail += f", shifts {lo_hi}"
+        if box is not None and spread:
+            detail += f" (the failing range widened by the data's own offsets, +-{spread})"
+        detail += ", fresh recipe examples" if draw else ""
         extra["train_range"] = [list(b) for b in train_box]
     else:
         fixed, seconds, notes = blur(
