@@ -40,8 +40,14 @@ def capture(model: nn.Module, site: str, x: torch.Tensor) -> torch.Tensor:
     """
     name, call = split_site(site)
     modules = dict(model.named_modules())
-    if name not in modules:
-        raise InterpError(f"the head reads {site!r}, which is not a layer of the model")
+    if name not in modules:  # a functional call site (F.relu in a forward): read the graph
+        from interp.geometry.graph import trace
+
+        graph = trace(model, x[:2] if x.shape[0] > 1 else x)
+        if site not in graph.names:
+            raise InterpError(f"the head reads {site!r}, which is not a call site of the model")
+        _, caps = graph.run(x, capture=[site], grad=torch.is_grad_enabled(), detach=False)
+        return caps[site]
     seen = 0
 
     def hook(_m: nn.Module, _i: Any, out: Any) -> None:
