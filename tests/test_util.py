@@ -34,15 +34,17 @@ def test_model_device_on_cuda():
     assert model_device(model) == model.weight.device
 
 
-@pytest.mark.parametrize("dims", [1, 2])
+_GEOMETRIES = [(3, 1, 0, 1), ((3,), (2,), (1,), (2,)), ((3, 5), (1, 2), (1, 0), (1, 2)),
+               (4, 3, 2, 1)]  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("kernel", "stride", "padding", "dilation"),
-    [(3, 1, 0, 1), ((3,), (2,), (1,), (2,)), ((3, 5), (1, 2), (1, 0), (1, 2)), (4, 3, 2, 1)],
+    ("dims", "kernel", "stride", "padding", "dilation"),
+    [(d, *g) for d in (1, 2) for g in _GEOMETRIES
+     if not (d == 1 and isinstance(g[0], tuple) and len(g[0]) == 2)],  # 2-tuples are 2D only
 )
 def test_ntuple_gives_the_geometry_torch_applies(dims, kernel, stride, padding, dilation):
     """Output size from the expanded arguments equals the size torch computes."""
-    if dims == 1 and any(isinstance(v, tuple) and len(v) == 2 for v in (kernel, stride)):
-        pytest.skip("a 2-tuple is not a 1D argument")
     pool = (nn.MaxPool1d, nn.MaxPool2d)[dims - 1](kernel, stride, padding, dilation)
     k, s, p, d = (ntuple(v, dims) for v in (kernel, stride, padding, dilation))
     sizes = (23, 19)[:dims]
