@@ -274,31 +274,21 @@ class Graph:
         self._check_names(replace, "replace")
         if "input" in replace:
             x = replace.pop("input")
-        captured: dict[str, Any] = {}
-        keep = _detached if detach else _same
+        req = _Request(set(capture), replace, {}, _detached if detach else _same)
         with inspecting(self._model, grad=grad):
-            if "input" in capture:
-                captured["input"] = keep(x)
-            if self.method == "hooks":
-                out = self._run_hooks(x, set(capture), replace, captured, keep)
-            else:
-                out = self._run_fx(x, set(capture), replace, captured, keep)
-            if "output" in capture:
-                captured["output"] = keep(out)
-        return out, captured
+            if "input" in req.capture:
+                req.captured["input"] = req.keep(x)
+            run_path = self._run_hooks if self.method == "hooks" else self._run_fx
+            out = run_path(x, req)
+            if "output" in req.capture:
+                req.captured["output"] = req.keep(out)
+        return out, req.captured
 
-    def _run_fx(
-        self,
-        x: torch.Tensor,
-        capture: set[str],
-        replace: dict[str, Any],
-        captured: dict[str, Any],
-        keep: Callable[[Any], Any] | None = None,
-    ) -> Any:
+    def _run_fx(self, x: torch.Tensor, req: _Request) -> Any:
         assert self._gm is not None
-        inner_capture = {self._value[n]: n for n in capture if n in self._value}
-        inner_replace = {self._value[n]: v for n, v in replace.items() if n in self._value}
-        runner = _Runner(self._gm, inner_replace, inner_capture, captured, keep=keep,
+        inner_capture = {self._value[n]: n for n in req.capture if n in self._value}
+        inner_replace = {self._value[n]: v for n, v in req.replace.items() if n in self._value}
+        runner = _Runner(self._gm, inner_replace, inner_capture, req.captured, keep=req.keep,
                          checking=True)  # fmt: skip
         try:
             return runner.run(x)
@@ -311,26 +301,18 @@ class Graph:
                 f"{(-1, *self.input_shape)}, or trace again with this input"
             ) from err
 
-    def _run_hooks(
-        self,
-        x: torch.Tensor,
-        capture: set[str],
-        replace: dict[str, Any],
-        captured: dict[str, Any],
-        keep: Callable[[Any], Any] | None = None,
-    ) -> Any:
+    def _run_hooks(self, x: torch.Tensor, req: _Request) -> Any:
         counts: dict[str, int] = defaultdict(int)
-        keeper: Callable[[Any], Any] = keep or _detached
 
         def make(path: str) -> Callable[..., Any]:
             def hook(_m: nn.Module, _inputs: Any, output: Any) -> Any:
                 counts[path] += 1
                 name = _call_name(path, counts[path])
-                if name in replace:
-                    output = replace[name]
-                if name in capture:
-                    captured[name] = keeper(output)
-                return output if name in replace else None
+                if name in req.replace:
+                    output = req.replace[name]
+                if name in req.capture:
+                    req.captured[name] = req.keep(output)
+                return output if name in req.replace else None
 
             return hook
 
@@ -452,12 +434,25 @@ class Graph:
             with inspecting(self._model, grad=grad):
                 if name == "input":
                     return self._model(value)
-                return self._run_hooks(xb, set(), {name: value}, {})
+                return self._run_hooks(xb, _Request(set(), {name: value}, {}, _detached))
 
         return h
 
 
 # --- running an fx graph --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One :meth:`Graph.run`: public node names to capture and replace, and what came back.
+
+    ``keep`` copies a captured value (detached, or as it is under ``detach=False``).
+    """
+
+    capture: set[str]
+    replace: dict[str, Any]
+    captured: dict[str, Any]
+    keep: Callable[[Any], Any]
 
 
 class _Runner(torch.fx.Interpreter):
