@@ -8,6 +8,10 @@
 
 from __future__ import annotations
 
+# First, before any other import: Ctrl-C while the `interp` command starts up is one
+# line `Interrupted.` (interp/_startup.py; nothing changes for `import interp` elsewhere).
+from interp import _startup  # noqa: F401  # isort: skip
+
 import importlib
 import importlib.metadata
 from typing import Any

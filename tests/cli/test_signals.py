@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,6 +63,51 @@ def test_sigint_during_start_up_is_one_line_and_130(tmp_path, long_sweep):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err == "Interrupted.\n" and out == ""
+
+
+def test_start_up_catches_signals_before_the_command_line_is_imported():
+    """The handler is in place once `interp` starts importing, before click and the
+    command line (tens of ms); a program that only imports interp keeps its handlers."""
+    probe = (
+        "import signal, sys\nimport interp\n"
+        "print(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, 'click' in sys.modules)\n"
+    )
+    cli = subprocess.run([sys.executable, "-c", probe + "from interp.cli.main import main\n"],
+                         capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
+    plain = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True, timeout=120)  # fmt: skip
+    assert cli.stdout.split() == ["True", "False"]
+    assert plain.stdout.split() == ["False", "False"]
+
+
+def test_sigint_at_any_moment_of_start_up_never_prints_a_traceback(tmp_path):
+    """The console script itself, interrupted every 5 ms from its spawn until the command
+    runs: whenever interp's handler was in place (SIGTERM caught), `Interrupted.` and 130.
+
+    Earlier, no code of interp has run yet (the interpreter's own start, its `site`, the
+    console script's `import re`): what Python does then is not ours to word.
+    """
+    script = Path(sys.executable).with_name("interp")
+    if not script.exists():
+        pytest.skip("the `interp` console script is not installed next to this python")
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 14, 2))
+    interp.save(model, tmp_path / "m.pt", meta={"input_shape": [1, 16]})
+    ours = 0
+    for step in range(25):  # 0 to 120 ms after the spawn
+        proc = subprocess.Popen([str(script), "inspect", "m.pt"], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        time.sleep(step * 0.005)
+        ready = False  # interp's handler was in place; once added, it stays until exit
+        with contextlib.suppress(OSError):  # the process is gone: killed before Python ran
+            ready = _caught(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        if not ready:
+            continue
+        ours += 1
+        assert "Traceback" not in err, (step, err)
+        assert (proc.returncode, err, out) == (130, "Interrupted.\n", ""), step
+    assert ours > 0, "every signal came before interp started: nothing was tested"
 
 
 def test_sigterm_mid_run_is_one_line_and_143(tmp_path, long_sweep):
