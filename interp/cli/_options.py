@@ -370,6 +370,12 @@ model_options = _model_options(per_model=False)
 models_options = _model_options(per_model=True)
 """The same for `interp compare`: ``--arch`` may be given once per model (``spec.archs``)."""
 
+run_options = _stack(axis_options, model_options, json_option, quiet_option)
+"""The options every analysis command ends with: --unit, --sample-spacing (``axis``), the
+model options (``spec``), --json (``as_json``), --quiet (``quiet``)."""
+compare_run_options = _stack(axis_options, models_options, json_option, quiet_option)
+"""The same with `interp compare`'s per-model --arch."""
+
 
 # --- what a report analyses -------------------------------------------------------------
 

@@ -14,16 +14,13 @@ from interp.cli._options import (
     DataSpec,
     InputError,
     ModelSpec,
-    axis_options,
     check_out,
     data_options,
     force_option,
-    json_option,
     method_option,
     model_argument,
-    model_options,
     out_option,
-    quiet_option,
+    run_options,
     samples_option,
     seed_option,
     shift_mode_option,
@@ -86,10 +83,7 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 @seed_option
 @out_option("Write the figure to this PNG.", folder=False)
 @force_option
-@axis_options
-@model_options
-@json_option
-@quiet_option
+@run_options
 def attribute(model_path: Path, data: DataSpec, index: int, shifts: str | None,
               shift_mode: str, method: str, target: int | None, steps: int | None,
               samples: int, seed: int, out: Path | None, force: bool, axis: AxisSpec,

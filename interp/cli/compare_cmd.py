@@ -14,14 +14,11 @@ from interp.cli._options import (
     InputError,
     ModelSpec,
     analysis_options,
-    axis_options,
     check_out,
+    compare_run_options,
     default_out,
     force_option,
-    json_option,
-    models_options,
     out_option,
-    quiet_option,
 )
 
 
@@ -63,10 +60,7 @@ def model_specs(models: tuple[str, ...], spec: ModelSpec) -> list[tuple[Path, Mo
 @out_option("Report directory (default: interp-compare-<first>-<second>.../ in the current "
             "folder).")  # fmt: skip
 @force_option
-@axis_options
-@models_options
-@json_option
-@quiet_option
+@compare_run_options
 def compare(
     models: tuple[str, ...],
     analysis: AnalysisSpec,

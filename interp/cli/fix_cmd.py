@@ -12,16 +12,13 @@ from interp.cli._options import (
     AxisSpec,
     DataSpec,
     ModelSpec,
-    axis_options,
     check_out,
     data_and_train_options,
     default_out,
     force_option,
-    json_option,
     model_argument,
-    model_options,
     out_option,
-    quiet_option,
+    run_options,
     seed_option,
     shift_mode_option,
     shifts_option,
@@ -90,10 +87,7 @@ def check_fix_out(out: Path, stem: str, names: tuple[str, ...], force: bool) -> 
 @shifts_option()
 @shift_mode_option("How vacated positions are filled, in the sweeps and in augmentation.")
 @seed_option
-@axis_options
-@model_options
-@json_option
-@quiet_option
+@run_options
 def fix(
     model_path: Path,
     train: DataSpec | None,

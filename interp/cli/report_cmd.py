@@ -14,16 +14,13 @@ from interp.cli._options import (
     InputError,
     ModelSpec,
     analysis_and_train_options,
-    axis_options,
     check_out,
     default_out,
     force_option,
-    json_option,
     model_argument,
-    model_options,
     out_option,
-    quiet_option,
     ray_option,
+    run_options,
 )
 
 
@@ -42,10 +39,7 @@ def out_dir(out: Path | None, model_path: Path) -> Path:
               help="Also try the remedies (pool-head, augment, blur) on copies of MODEL and "
               "add 'What each remedy does'; zoo models need no --train-data.")  # fmt: skip
 @ray_option
-@axis_options
-@model_options
-@json_option
-@quiet_option
+@run_options
 def report(
     model_path: Path,
     analysis: AnalysisSpec,

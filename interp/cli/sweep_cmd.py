@@ -12,13 +12,10 @@ from interp.cli._options import (
     AxisSpec,
     DataSpec,
     ModelSpec,
-    axis_options,
     data_options,
-    json_option,
     model_argument,
-    model_options,
-    quiet_option,
     ray_option,
+    run_options,
     seed_option,
     shift_mode_option,
     shifts_option,
@@ -104,10 +101,7 @@ def _table_2d(sw: Any) -> list[str]:
     help="auto: the exact fast engine where it applies.",
 )
 @ray_option
-@axis_options
-@model_options
-@json_option
-@quiet_option
+@run_options
 def sweep(
     model_path: Path,
     data: DataSpec,
