@@ -51,7 +51,8 @@ def load_pickle(data: bytes, label: str, kind: str, *, trust: bool, budget: Budg
             shown = few(unsafe, 5)
             raise InterpError(
                 f"{label} can run code when loaded: its pickle names {shown}; "
-                f"{TRUST_FIX}, or re-save it with interp.save or as a state dict"
+                f"{TRUST_FIX}, or save model.state_dict() and load that with --arch MODULE:FACTORY "
+                "(interp.save stores only a Sequential of torch.nn layers as plain data)"
             )
         with _cwd_importable():
             if kind == "pickle":  # a plain pickle.dump, not torch.save: pickle is the loader
