@@ -71,49 +71,96 @@ class _Tap:
 
 
 def tap_plan(ops: list[Op], geo: list[Level]) -> list[list[_Tap]]:
-    """Per layer, the band outputs to recompute: those the head or a later band reads."""
-    final = geo[-1]
-    (c0, c1), = final.core  # fmt: skip
-    needed = set(range(final.size[0])) - set(range(c0, c1))
+    """Per windowed layer, every band output of its map with the taps it reads.
+
+    Every band position is computed (not only those a later layer reads): a layer that
+    recomputes its bands from strips reads whole band boxes.
+    """
     plans: list[list[_Tap]] = [[] for _ in ops]
-    for i in reversed(range(len(ops))):
-        op = ops[i]
+    for i, op in enumerate(ops):
         if not op.windowed:
             continue
         (c0, c1), = geo[i].core  # fmt: skip
+        (d0, d1), = geo[i + 1].core  # fmt: skip
         taps = []
-        for o in sorted(needed):
+        for o in [*range(0, d0), *range(max(d0, d1), geo[i + 1].size[0])]:
             pos = tuple(o * op.stride[0] - op.pad_lo[0] + op.dilation[0] * k
                         for k in range(op.kernel[0]))  # fmt: skip
             clean = tuple(k for k, p in enumerate(pos) if c0 <= p < c1)
             other = tuple(k for k, p in enumerate(pos) if not c0 <= p < c1)
             taps.append(_Tap(o, pos, clean, other))
         plans[i] = taps
-        needed = {t.pos[k] for t in taps for k in t.other if 0 <= t.pos[k] < geo[i].size[0]}
     return plans
 
 
-def _true(bands: dict[int, torch.Tensor], pos: list[int], like: torch.Tensor) -> torch.Tensor:
+def strip_layers(ops: list[Op], geo: list[Level], plans: list[list[_Tap]]) -> list[bool]:
+    """Per layer: recompute its bands from padded strips (True) or tap by tap (False).
+
+    A cost estimate per (sample, shift), in multiply-adds plus ``_MOVE`` per element
+    moved. Taps multiply only the taps on padding or bands, but each band output is its
+    own small contraction over gathered differences (``_TAP_RATE`` times slower per
+    multiply-add); a strip runs the real op over whole windows, one call per band.
+    Seed-like layers (one input channel, a 128-tap kernel) go tap by tap, wide convs
+    with short kernels (FCN: 128 -> 256, k 5) by strips.
+    """
+    out = []
+    for i, op in enumerate(ops):
+        if not op.windowed or not plans[i]:
+            out.append(False)
+            continue
+        c_in, c_out = geo[i].channels, geo[i + 1].channels
+        groups = op.module.groups if op.kind == "conv" else c_in  # type: ignore[union-attr]
+        per_tap = c_in * c_out // groups  # type: ignore[operator]
+        others = sum(len(t.other) for t in plans[i])
+        outputs = len(plans[i])
+        taps = _TAP_RATE * others * per_tap + _MOVE * 3 * (outputs * c_out + others * c_in)
+        width = sum(_strip_width(op, box) for box in band_boxes(geo[i + 1]))
+        strip = outputs * op.kernel[0] * per_tap + _MOVE * 2 * (width * c_in + outputs * c_out)
+        out.append(strip < taps)
+    return out
+
+
+_MOVE = 4  # multiply-adds that one moved element costs, roughly
+_TAP_RATE = 2  # a contraction per band output against one conv call per band
+
+
+def _strip_width(op: Op, box: tuple[tuple[int, int], ...]) -> int:
+    (o0, o1), = box  # fmt: skip
+    return (o1 - o0 - 1) * op.stride[0] + op.reach(0) + 1
+
+
+def _true(bands: Bands, pos: list[int], like: torch.Tensor) -> torch.Tensor:
     """True input values at map positions ``pos`` (0 at padding): (n, S, C, len(pos))."""
-    zero = like.new_zeros(like.shape[:3])
-    return torch.stack([bands.get(p, zero) for p in pos], -1)
+    cols = []
+    for p in pos:
+        for ((b0, b1),), values in bands.items():
+            if b0 <= p < b1:
+                cols.append(values[..., p - b0])
+                break
+        else:
+            cols.append(like.new_zeros(like.shape[:3]))
+    return torch.stack(cols, -1)
 
 
 def bands_1d(ops: list[Op], geo: list[Level], plans: list[list[_Tap]], kept: list[Any],
-             t: torch.Tensor, n: int, periods: list[int] | None = None) -> Bands:  # fmt: skip
-    """Bands of the last map for shifts with offsets ``t`` (S, 1), tap by tap.
+             t: torch.Tensor, n: int, periods: list[int] | None = None,
+             strips: list[bool] | None = None) -> Bands:  # fmt: skip
+    """Bands of the last map for shifts with offsets ``t`` (S, 1).
 
-    ``periods``: per level, the period of its valid maps when they hold one period of a
-    periodic input (roll mode); their indices then wrap.
+    Layer by layer, tap by tap or (where ``strips`` says so) from padded strips as in
+    :func:`bands_nd`. ``periods``: per level, the period of its valid maps when they hold
+    one period of a periodic input (roll mode); their indices then wrap.
     """
     s = t.shape[0]
     per = periods or [None] * (len(ops) + 1)
-    bands: dict[int, torch.Tensor] = {}  # map position -> (n, S, C)
+    strips = strips or [False] * len(ops)
+    bands: Bands = {}  # box -> (n, S, C, width)
     for i, op in enumerate(ops):
         if not op.windowed:
-            # as (n*S, C, 1) maps: BatchNorm and PReLU read channels from dim 1
-            bands = {p: op(v.flatten(0, 1)[..., None])[..., 0].unflatten(0, (n, s))
-                     for p, v in bands.items()}  # fmt: skip
+            bands = pointwise(op, bands, n, s)
+            continue
+        if strips[i]:
+            bands = _strip_step(op, geo[i], geo[i + 1], kept[i], t, bands, n, per[i])
             continue
         key_in, q_in = phase(geo[i], t)
         key_out, q_out = phase(geo[i + 1], t)
@@ -132,8 +179,9 @@ def bands_1d(ops: list[Op], geo: list[Level], plans: list[list[_Tap]], kept: lis
                 delta = _true(bands, where, like) - _at(node_in, idx[None, :] + q_in, per[i])
                 base = _linear(op, base, delta, tap.other, where, geo[i].size[0])
             new[tap.out] = base
-        bands = new
-    return {((p, p + 1),): v[..., None] for p, v in bands.items()}
+        bands = {box: torch.stack([new[p] for p in range(box[0][0], box[0][1])], -1)
+                 for box in band_boxes(geo[i + 1])}  # fmt: skip
+    return bands
 
 
 def _linear(op: Op, base: torch.Tensor, delta: torch.Tensor, taps: tuple[int, ...],
@@ -162,7 +210,7 @@ def _linear(op: Op, base: torch.Tensor, delta: torch.Tensor, taps: tuple[int, ..
 
 
 def _max(op: Op, tap: _Tap, node: torch.Tensor, q: torch.Tensor, out_node: torch.Tensor,
-         q_out: torch.Tensor, bands: dict[int, torch.Tensor], size: int,
+         q_out: torch.Tensor, bands: Bands, size: int,
          periods: tuple[int | None, int | None] = (None, None)) -> torch.Tensor:  # fmt: skip
     """Max over the window from the valid max, the other taps, and few explicit windows.
 
@@ -175,7 +223,8 @@ def _max(op: Op, tap: _Tap, node: torch.Tensor, q: torch.Tensor, out_node: torch
     valid = _at(out_node, tap.out + q_out, periods[1])[..., 0]  # (n, S, C)
     if not tap.other:
         return valid
-    real = [bands[tap.pos[k]] for k in tap.other if 0 <= tap.pos[k] < size]
+    real = [_true(bands, [tap.pos[k]], valid[..., None])[..., 0] for k in tap.other
+            if 0 <= tap.pos[k] < size]  # fmt: skip
     true_other = real[0] if real else torch.full_like(valid, float("-inf"))
     for r in real[1:]:
         true_other = torch.maximum(true_other, r)
@@ -205,28 +254,38 @@ def bands_nd(ops: list[Op], geo: list[Level], kept: list[Any], t: torch.Tensor,
         if not op.windowed:
             bands = pointwise(op, bands, n, s)
             continue
-        src = geo[i]
-        key, q = phase(src, t)
-        node = kept[i][key]
-        new = {}
-        for box in band_boxes(geo[i + 1]):
-            read, lo, hi = [], [], []
-            for a, (o0, o1) in enumerate(box):  # input window of outputs o0..o1-1
-                start = o0 * op.stride[a] - op.pad_lo[a]
-                stop = (o1 - 1) * op.stride[a] - op.pad_lo[a] + op.reach(a) + 1
-                size = src.size[a]
-                lo.append(max(0, min(stop, 0) - start))
-                hi.append(max(0, stop - max(start, size)))
-                read.append((min(max(start, 0), size), min(max(stop, 0), size)))
-            strip = materialize(node, q, src, bands, tuple(read), n)  # (n, S, C, *read)
-            new[box] = op(strip.flatten(0, 1), tuple(lo), tuple(hi)).unflatten(0, (n, s))
-        bands = new
+        bands = _strip_step(op, geo[i], geo[i + 1], kept[i], t, bands, n)
     return bands
 
 
+def _strip_step(op: Op, src: Level, dst: Level, kept: dict[Phase, torch.Tensor],
+                t: torch.Tensor, bands: Bands, n: int,
+                period: int | None = None) -> Bands:  # fmt: skip
+    """The bands of ``dst``: the real op, with its padding, on strips of ``src``'s true map."""
+    s = t.shape[0]
+    key, q = phase(src, t)
+    node = kept[key]
+    new = {}
+    for box in band_boxes(dst):
+        read, lo, hi = [], [], []
+        for a, (o0, o1) in enumerate(box):  # input window of outputs o0..o1-1
+            start = o0 * op.stride[a] - op.pad_lo[a]
+            stop = (o1 - 1) * op.stride[a] - op.pad_lo[a] + op.reach(a) + 1
+            size = src.size[a]
+            lo.append(max(0, min(stop, 0) - start))
+            hi.append(max(0, stop - max(start, size)))
+            read.append((min(max(start, 0), size), min(max(stop, 0), size)))
+        strip = materialize(node, q, src, bands, tuple(read), n, period)  # (n, S, C, *read)
+        new[box] = op(strip.flatten(0, 1), tuple(lo), tuple(hi)).unflatten(0, (n, s))
+    return new
+
+
 def materialize(node: torch.Tensor, q: torch.Tensor, level: Level, bands: Bands, box: Box,
-                n: int) -> torch.Tensor:  # fmt: skip
-    """The true map of every shift inside ``box``: (n, S, C, *box)."""
+                n: int, period: int | None = None) -> torch.Tensor:  # fmt: skip
+    """The true map of every shift inside ``box``: (n, S, C, *box).
+
+    ``period`` (1D): ``node`` is periodic with it, and its indices wrap.
+    """
     sizes = [b - a for a, b in box]
     out = node.new_empty((n, q.shape[0], node.shape[1], *sizes))
     if min(sizes) == 0:
@@ -237,15 +296,31 @@ def materialize(node: torch.Tensor, q: torch.Tensor, level: Level, bands: Bands,
             continue
         dst = ix(..., *(slice(a - b0, b - b0) for (a, b), (b0, _) in zip(inter, box, strict=True)))
         if values is None:  # clean positions: a window of the valid map at lag q
-            out[dst] = gather(node, q, inter)
+            out[dst] = gather(node, q, inter, period)
         else:
             out[dst] = values[ix(..., *(slice(a - c, b - c) for (a, b), (c, _) in
                                       zip(inter, src_box, strict=True)))]  # fmt: skip
     return out
 
 
-def gather(node: torch.Tensor, q: torch.Tensor, box: Box) -> torch.Tensor:
-    """node (n, C, *Lb) -> (n, S, C, *box) with shift k's box read at offset ``q[k]``."""
+def gather(node: torch.Tensor, q: torch.Tensor, box: Box,
+           period: int | None = None) -> torch.Tensor:  # fmt: skip
+    """node (n, C, *Lb) -> (n, S, C, *box) with shift k's box read at offset ``q[k]``.
+
+    ``period`` (1D only): ``node`` repeats every ``period`` positions, so a window that
+    starts beyond what it holds is read from the same place one or more periods earlier.
+    """
+    if period is not None:
+        (lo, hi), = box  # fmt: skip
+        starts = node.shape[-1] - (hi - lo) + 1
+        first = q[:, 0] + lo
+        first = first - int(first.min()) // period * period
+        if int(first.max()) >= starts:
+            if period > starts:  # windows wrap inside the map: read index by index
+                idx = (first[:, None] + torch.arange(hi - lo, device=q.device)).remainder(period)
+                return _at(node, idx)
+            first = first.remainder(period)
+        return node.unfold(2, hi - lo, 1)[:, :, first].movedim(2, 1)
     view = node
     for a, (lo, hi) in enumerate(box):
         view = view.unfold(2 + a, hi - lo, 1)  # (n, C, *starts, *widths)

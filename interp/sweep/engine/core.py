@@ -22,7 +22,7 @@ raise :class:`Unsupported`, and :mod:`interp.sweep.core` falls back to brute for
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -30,9 +30,18 @@ import torch
 from torch import nn
 
 from interp._guard import inspecting
+from interp.errors import InterpError
 from interp.geometry.core import Structure
 from interp.shifts import check_mode, normalize_shifts, shift_many
-from interp.sweep.engine.bands import Box, Phase, bands_1d, bands_nd, phase, tap_plan
+from interp.sweep.engine.bands import (
+    Box,
+    Phase,
+    bands_1d,
+    bands_nd,
+    phase,
+    strip_layers,
+    tap_plan,
+)
 from interp.sweep.engine.head import head_cores, head_finish
 from interp.sweep.engine.plan import (
     HeadPlan,
@@ -90,7 +99,7 @@ def fast_logits(
     table = torch.tensor(normalize_shifts(shifts, dims), dtype=torch.long).reshape(-1, dims)
     ops, head = make_plan(model, structure)
     if x.shape[0] == 0:
-        return x.new_zeros((0, table.shape[0], head.weight.shape[0]), dtype=torch.float32)
+        return x.new_zeros((0, table.shape[0], structure.num_classes), dtype=torch.float32)
     param = next(iter(model.parameters()), None)
     dtype = param.dtype if param is not None else x.dtype
     if x.dtype != dtype or dtype not in (torch.float32, torch.float64):
@@ -104,12 +113,35 @@ def fast_logits(
     parts = []
     with inspecting(model):
         expected = _replay_check(model, structure, ops, x[:1], unique[picks], mode)
+        after = None if head.after is None else _after(structure, head.after, x[:1].detach())
         for start in range(0, x.shape[0], n_batch):
             xb = x[start : start + n_batch].detach()
-            parts.append(_batch(ops, head, geo, xb, unique, mode, max_bytes).to(torch.float32))
+            logits = _batch(ops, head, geo, xb, unique, mode, max_bytes, after)
+            parts.append(logits.to(torch.float32))
             if start == 0:
                 _spot_check(parts[0][0, picks], expected, unique[picks])
     return torch.cat(parts)[:, inverse.to(x.device)]
+
+
+def _after(geo: Structure, name: str, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model's layers from the pool ``name`` on, as pooled (n, S, C) -> logits (n, S, K)."""
+    if geo.graph is None:
+        raise Unsupported("no traced graph to run the layers after the pool with")
+    shape = next(lay.output_shape for lay in geo.layers if lay.name == name)  # (C, 1, ...)
+    try:
+        h = geo.graph.callable_from(name, x)
+    except InterpError as exc:
+        raise Unsupported(f"the layers after the pool {name!r} cannot run alone: {exc}") from exc
+    dtype = x.dtype
+
+    def run(pooled: torch.Tensor) -> torch.Tensor:
+        n, s = pooled.shape[:2]
+        out = h(pooled.to(dtype).reshape(n * s, *shape))
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            raise Unsupported("the layers after the pool do not return (N, classes) logits")
+        return out.unflatten(0, (n, s))
+
+    return run
 
 
 def _normalise(table: torch.Tensor, sizes: tuple[int, ...], mode: str) -> torch.Tensor:
@@ -198,7 +230,9 @@ def _valid(op: Op, src: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
-           unique: torch.Tensor, mode: str, max_bytes: int) -> torch.Tensor:  # fmt: skip
+           unique: torch.Tensor, mode: str, max_bytes: int,
+           after: Callable[[torch.Tensor], torch.Tensor] | None = None,
+           ) -> torch.Tensor:  # fmt: skip
     """Logits (n, U, K) for a batch of samples and every unique shift."""
     n, dims = xb.shape[0], xb.dim() - 2
     lo, hi = unique.min(0).values.tolist(), unique.max(0).values.tolist()
@@ -213,6 +247,7 @@ def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
     # One period of the input: every valid map repeats every L / stride positions.
     periods = None if length is None else [geo[0].size[0] // lv.stride[0] for lv in geo]
     plans = tap_plan(ops, geo) if dims == 1 else []
+    strips = strip_layers(ops, geo, plans) if dims == 1 else []
     chunk = max(1, max_bytes // (n * _pair_bytes(ops, geo, xb.element_size(), plans)))
     members, items = [], []
     for g in groups:
@@ -227,11 +262,11 @@ def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
         for c0 in range(0, len(idx), chunk):
             tc = t[idx[c0 : c0 + chunk]]
             if dims == 1:
-                bands = bands_1d(ops, geo, plans, kept, tc, n, periods)
+                bands = bands_1d(ops, geo, plans, kept, tc, n, periods, strips)
             else:
                 bands = bands_nd(ops, geo, kept, tc, n)
             part = None if core is None else core[:, c0 : c0 + chunk]
-            out.append(head_finish(head, final, part, bands))
+            out.append(head_finish(head, final, part, bands, after))
             rows.append(idx[c0 : c0 + chunk])
     logits = torch.cat(out, 1)
     return logits[:, torch.argsort(torch.cat(rows))]

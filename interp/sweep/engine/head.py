@@ -10,6 +10,8 @@ for a pooled one. The boundary bands, recomputed per shift, are added on top.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -179,9 +181,17 @@ def _smooth(n: int) -> int:
 
 
 def head_finish(
-    head: HeadPlan, level: Level, core: torch.Tensor | None, bands: dict[Box, torch.Tensor]
+    head: HeadPlan,
+    level: Level,
+    core: torch.Tensor | None,
+    bands: dict[Box, torch.Tensor],
+    after: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Logits (n, S, K) from the core's share and the bands (n, S, C, *box)."""
+    """Logits (n, S, K) from the core's share and the bands (n, S, C, *box).
+
+    ``after``: for ``head.after``, the model's layers from the pool on, called with the
+    pooled values (n, S, C) and returning (n, S, K).
+    """
     spatial = tuple(range(3, 3 + len(level.size)))
     if head.kind == "positional":
         parts = [] if core is None else [core]
@@ -207,4 +217,8 @@ def head_finish(
         for n in level.size:
             count *= n
         pooled = torch.stack(parts).sum(0) / count
+    if head.after is not None:
+        assert after is not None
+        return after(pooled)
+    assert head.weight is not None
     return F.linear(pooled.to(head.weight.dtype), head.weight, head.bias)

@@ -109,11 +109,17 @@ class Op:
 
 @dataclass(frozen=True)
 class HeadPlan:
-    """``positional``: weight (K, C, *M); ``max``/``mean``: weight (K, C) after pooling."""
+    """``positional``: weight (K, C, *M); ``max``/``mean``: weight (K, C) after pooling.
+
+    ``after``: for a pooled head whose part after the pool is more than one Linear (an MLP,
+    a LogSoftmax), the call site of the pool; the engine runs the model's own layers from
+    there (the traced graph) on every shift's pooled vector, and ``weight`` is None.
+    """
 
     kind: str
-    weight: torch.Tensor
+    weight: torch.Tensor | None
     bias: torch.Tensor | None
+    after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,30 +185,43 @@ def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
     """The chain of trunk ops up to ``geo.head.reads`` and the head, or Unsupported."""
     head = geo.head
     kind = head.kind
+    # A global max/mean pool followed by any layers: pooled values per shift, then the
+    # model's own layers after the pool (exact whatever they are).
+    after = kind == "pooled" and not head.exact and head.pooling in ("max", "mean")
     if kind == "pooled" and head.pooling is None and set(head.positions or ()) == {1}:
         # Flatten of a one-position map: structure cannot tell a pooling from a
         # positional read here, and both are the same; the spot check confirms it.
         kind = "positional"
-    elif kind == "unknown" or not head.exact or head.reads is None or head.linear is None:
+    elif kind == "unknown" or head.reads is None or head.linear is None or not (
+        head.exact or after
+    ):
         raise Unsupported(
-            f"the head is {head.kind!r}, not an exact Flatten -> Linear or global pooling -> "
-            "Linear reading a feature map"
+            f"the head is {head.kind!r}, not an exact Flatten -> Linear or global pooling "
+            "(-> any layers) reading a feature map"
         )
     names = [lay.name for lay in geo.layers]
     modules = dict(model.named_modules())
     assert head.reads is not None and head.linear is not None
     i_reads = names.index(head.reads)
+    dims = geo.spatial_dims
+    if kind == "pooled" and head.pooling in ("max", "mean") and not after:
+        # Exact, but more than one pool and one Linear after the map (Linear -> Linear)
+        i_linear = len(names) - 1 - names[::-1].index(head.linear)
+        rest = [modules.get(n) for n in names[i_reads + 1 : i_linear]]
+        after = i_linear != len(names) - 1 or sum(
+            not isinstance(m, IDENTITY_IN_EVAL) for m in rest) > 1  # fmt: skip
+    if after:
+        shapes = [tuple(lay.output_shape) for lay in geo.layers]
+        return _pooled_then_layers(names, modules, shapes, i_reads, head.pooling, dims)
     i_linear = len(names) - 1 - names[::-1].index(head.linear)
     if i_linear != len(names) - 1 or i_reads > i_linear:
         raise Unsupported(f"the head Linear {head.linear!r} is not the last layer")
-    dims = geo.spatial_dims
     functional = [n for n in names[: i_linear + 1] if n not in modules]
     if functional:  # call sites of the traced graph that are not module calls
         raise Unsupported(f"call site {functional[0]!r} is a functional op, not a module")
     ops = [_op(n, modules[n], dims) for n in names[: i_reads + 1]]
     between = [modules[n] for n in names[i_reads + 1 : i_linear]]
-    pools = [m for m in between if isinstance(m, (*_GLOBAL, *_MAXPOOL.values(),
-                                                  *_AVGPOOL.values()))]  # fmt: skip
+    pools = [m for m in between if isinstance(m, _POOLS)]
     others = [m for m in between if not isinstance(m, IDENTITY_IN_EVAL) and m not in pools]
     expected_pools = 0 if kind == "positional" else 1
     if others or len(pools) > expected_pools:
@@ -219,6 +238,28 @@ def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
     if head.pooling not in ("max", "mean"):
         raise Unsupported(f"the pooled head's reduction {head.pooling!r} is not max or mean")
     return ops, HeadPlan(head.pooling, weight, bias)
+
+
+_POOLS = (*_GLOBAL, *_MAXPOOL.values(), *_AVGPOOL.values())
+
+
+def _pooled_then_layers(names: list[str], modules: dict[str, nn.Module],
+                        shapes: list[tuple[int, ...]], i_reads: int, pooling: str,
+                        dims: int) -> tuple[list[Op], HeadPlan]:  # fmt: skip
+    """Trunk ops and a head that pools, then runs the model's layers after the pool."""
+    functional = [n for n in names[: i_reads + 1] if n not in modules]
+    if functional:
+        raise Unsupported(f"call site {functional[0]!r} is a functional op, not a module")
+    i_pool = next((i for i in range(i_reads + 1, len(names)) if names[i] in modules
+                   and isinstance(modules[names[i]], _POOLS)), None)  # fmt: skip
+    if i_pool is None or len(shapes[i_pool]) < dims or set(shapes[i_pool][-dims:]) != {1}:
+        raise Unsupported("the pooled head's pooling is not a global pooling module")
+    between = [names[i] for i in range(i_reads + 1, i_pool)
+               if not isinstance(modules.get(names[i]), IDENTITY_IN_EVAL)]  # fmt: skip
+    if between:
+        raise Unsupported(f"call site {between[0]!r} runs between the feature map and the pool")
+    ops = [_op(n, modules[n], dims) for n in names[: i_reads + 1]]
+    return ops, HeadPlan(pooling, None, None, after=names[i_pool])
 
 
 def levels(ops: list[Op], size: tuple[int, ...], channels: int) -> list[Level]:
