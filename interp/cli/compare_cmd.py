@@ -91,13 +91,15 @@ def compare(
         loaded.append((model, info))
         shapes.append(shape)
     data = run.load_data_for(analysis.data, loaded[0][0], shapes[0], quiet, spec)
-    if axis.unit is not None or axis.step is not None:
-        loaded = [
-            (model, run.with_axis(info, axis, shape or (tuple(data.x.shape[1:]) if data else None)))
-            for (model, info), shape in zip(loaded, shapes, strict=True)
-        ]
+    # One axis for every model, as report and sweep choose it: --unit/--sample-spacing >
+    # the data file's `units` > the checkpoint's (each model's own when nothing says more).
+    resolved = None
+    if axis.unit is not None or axis.step is not None or getattr(data, "axis", None):
+        shape = shapes[0] or (tuple(data.x.shape[1:]) if data is not None else None)
+        resolved = run.resolve_axis(loaded[0][1], axis, shape, getattr(data, "axis", None))
     with run.progress(quiet) as show:
-        rep = build(loaded, data=data, device=spec.device, progress=show, **analysis.settings())
+        rep = build(loaded, data=data, device=spec.device, progress=show, axis=resolved,
+                    **analysis.settings())  # fmt: skip
     rep.save(target, force=force)
     if as_json:
         run.echo_json(json.loads(rep.to_json()))

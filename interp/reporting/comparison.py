@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from interp.loading.examples import sample_recipe
@@ -71,12 +71,15 @@ def compare(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = False,
+    axis: Sequence[Mapping[str, Any]] | None = None,
 ) -> Report:
     """One report comparing ``models`` (a list of ``(model, info)``) on the same data.
 
     Without ``data`` every model is measured on examples drawn from the first
     model's zoo recipe (held out from training), so a model trained with shift
-    augmentation is tested on the same examples as the others.
+    augmentation is tested on the same examples as the others. ``axis`` is the
+    input's axes for every model, as in :func:`interp.report` (None: the data's,
+    else each checkpoint's).
 
     >>> rep = compare([interp.load(p) for p in paths])   # doctest: +SKIP
     >>> rep.save("reports/compare")                      # doctest: +SKIP
@@ -88,7 +91,7 @@ def compare(
     shared = _shared_data(models, data, samples, seed)
     reports = [
         report(model, info, data=shared, shifts=shifts, mode=mode, method=method,
-               samples=samples, seed=seed, device=device, progress=progress)
+               samples=samples, seed=seed, device=device, progress=progress, axis=axis)
         for model, info in models
     ]  # fmt: skip
     dicts = [r.to_dict() for r in reports]

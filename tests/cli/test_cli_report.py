@@ -180,6 +180,26 @@ def test_compare_puts_models_side_by_side(files, tmp_path):
     assert "figures/compare_connectivity_0.png" in md and "figures/compare_connectivity_1.png" in md
 
 
+def test_compare_takes_its_axis_from_the_data_file_as_report_does(files, tmp_path):
+    """`units`/`sample_spacing` in --data set every model's axis (flags still win)."""
+    with np.load(files["data"]) as f:
+        np.savez(tmp_path / "hz.npz", x=f["x"], y=f["y"], units="Hz", sample_spacing=0.5)
+    out = tmp_path / "cmp"
+    result = run(["compare", files["positional"], files["pooled"], "--data", tmp_path / "hz.npz",
+                  "--out", out, "--shifts", "0,4", "--samples", "8", "--method", "saliency",
+                  "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    d = json.loads((out / "report.json").read_text())
+    assert [m["axis"] for m in d["models"]] == [[{"unit": "Hz", "step": 0.5}]] * 2
+    assert "+2 Hz" in (out / "report.md").read_text()  # shift 4 at 0.5 Hz a position
+    result = run(["compare", files["positional"], files["pooled"], "--data", tmp_path / "hz.npz",
+                  "--out", out, "--force", "--shifts", "0,4", "--samples", "8", "--method",
+                  "saliency", "--quiet", "--unit", "ms"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    d = json.loads((out / "report.json").read_text())
+    assert [m["axis"] for m in d["models"]] == [[{"unit": "ms", "step": 0.5}]] * 2
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_report_on_cuda(files, tmp_path):
     out = tmp_path / "r"
