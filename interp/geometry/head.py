@@ -8,8 +8,13 @@ The trunk is the longest prefix of the graph that is shift-equivariant; its last
   and several samples -> ``pooled`` (any placement of a pattern gives the same logits),
   otherwise ``positional``;
 * **affine**: ``h(a A1 + (1 - a) A2) == a h(A1) + (1 - a) h(A2)`` and
-  ``h(2A) - h(0) == 2 (h(A) - h(0))`` on a real and a random map -> the per-(class, channel,
-  position) weights are the exact Jacobian of ``h`` and ``logits = h(0) + sum W * A``.
+  ``h(2A) - h(0) == 2 (h(A) - h(0))`` on a real and a random map at the real map's scale, and
+  again on two random maps at unit scale -> the per-(class, channel, position) weights are the
+  exact Jacobian of ``h`` and ``logits = h(0) + sum W * A``. The unit-scale probe is what sees a
+  nonlinearity the real map is too small to reach: a randomly initialised MobileNetV3's
+  features can be ~1e-8, where the Hardswish between its head's Linears is linear to float32
+  precision. (When every real feature is >= 0 the unit maps are too: the law is checked on the
+  domain the features live in.)
 
 Both compare float32 results against a bound from the magnitudes involved: for logit ``k``,
 ``sum |dh_k/dA * A| + |h_k|`` (the size of the terms its reductions add), times
@@ -135,9 +140,11 @@ class Measured:
     kind: HeadKind
     affine: bool
     roll_error: float  # max |h(roll(A)) - h(A)| over shifts, samples, classes
-    affine_error: float  # max error of the two affine laws
-    bound: float  # the float32 bound both were compared with
+    affine_error: float  # max error of the two affine laws, at the map's scale and at unit scale
+    bound: float  # the float32 bound of the roll and map-scale affine checks
     sentence: str
+    unit_error: float = 0.0  # max error of the two affine laws on unit-scale random maps
+    unit_bound: float = 0.0  # the float32 bound of that check
 
 
 def _scale(h: Any, a: torch.Tensor, out: torch.Tensor) -> float:
@@ -180,11 +187,23 @@ def measure(
     noise = (torch.randn(a.shape, generator=gen, dtype=torch.float32) * (std or 1.0)).to(
         device=a.device, dtype=a.dtype
     )
+    # Unit-scale maps, with the sign domain of the real ones (>= 0 after a ReLU, say).
+    nonneg = bool((a >= 0).all()) if a.numel() else False
+    units = []
+    for _ in range(2):
+        u = torch.randn(a.shape, generator=gen, dtype=torch.float32)
+        units.append((u.abs() if nonneg else u).to(device=a.device, dtype=a.dtype))
     eps = torch.finfo(a.dtype if a.is_floating_point() else torch.float32).eps
     n = math.prod(a.shape[1:]) or 1
+    with torch.no_grad():
+        at_units = [h(u) for u in units]
     with torch.enable_grad():
         scale = max(_scale(h_grad, a, base), _scale(h_grad, noise, h(noise).detach()))
+        unit_scale = max(
+            _scale(h_grad, u, hu.detach()) for u, hu in zip(units, at_units, strict=True)
+        )
     bound = 16 * math.sqrt(n) * eps * (scale + 1e-30)
+    unit_bound = 16 * math.sqrt(n) * eps * (unit_scale + 1e-30)
     sizes = [int(a.shape[ax]) for ax in axes]
     with torch.no_grad():
         roll_err = 0.0
@@ -203,7 +222,15 @@ def measure(
         mix_err = float((mix - (alpha * base + (1 - alpha) * at_noise)).abs().max())
         dbl_err = float(((h(2 * a) - zero) - 2 * (base - zero)).abs().max())
         aff_err = max(mix_err, dbl_err)
-        affine = aff_err <= 3 * bound
+        (u1, u2), (h1, h2) = units, at_units
+        unit_mix = float((h(alpha * u1 + (1 - alpha) * u2) - (alpha * h1 + (1 - alpha) * h2))
+                         .abs().max())  # fmt: skip
+        unit_dbl = float(((h(2 * u1) - zero) - 2 * (h1 - zero)).abs().max())
+        unit_err = max(unit_mix, unit_dbl)
+        # a NaN error (a head that overflows) fails both comparisons: not affine
+        at_map = aff_err <= 3 * bound
+        at_unit = unit_err <= 3 * unit_bound
+        affine = at_map and at_unit
     if shifts_used == 0:
         how_kind = "one position per axis: rolling is trivial, so the head counts as pooled"
     else:
@@ -211,13 +238,21 @@ def measure(
             f"rolling the map by {shifts_used} shift(s) per axis changes the logits by "
             f"{roll_err:.3g} (float32 bound {bound:.3g})"
         )
-    how_aff = (
-        f"the affine laws h(aA1 + (1-a)A2) = a h(A1) + (1-a) h(A2), h(2A) - h(0) = 2(h(A) - h(0)) "
-        f"hold to {aff_err:.3g}" if affine else
-        f"the affine laws fail by {aff_err:.3g}"
-    )  # fmt: skip
+    laws = "the affine laws h(aA1 + (1-a)A2) = a h(A1) + (1-a) h(A2), h(2A) - h(0) = 2(h(A) - h(0))"
+    at_map_s = f"{aff_err:.3g} at the map's scale (float32 bound {3 * bound:.3g})"
+    at_unit_s = f"{unit_err:.3g} on unit-scale maps (float32 bound {3 * unit_bound:.3g})"
+    if affine:
+        how_aff = f"{laws} hold to {at_map_s} and to {at_unit_s}"
+    elif at_map:
+        how_aff = f"{laws} hold to {at_map_s} but fail by {at_unit_s}"
+    elif at_unit:
+        how_aff = f"{laws} fail by {at_map_s} and hold to {at_unit_s}"
+    else:
+        how_aff = f"{laws} fail by {at_map_s} and by {at_unit_s}"
     sentence = (
         f"measured on {int(a.shape[0])} sample(s) and a random map: {how_kind} -> {kind}; "
         f"{how_aff} -> {'affine' if affine else 'not affine'}"
     )
-    return Measured(kind, affine, roll_err, aff_err, bound, sentence)
+    return Measured(
+        kind, affine, roll_err, max(aff_err, unit_err), bound, sentence, unit_err, unit_bound
+    )
