@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,8 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
-def table_lines(table: list[dict[str, Any]]) -> list[str]:
-    """The fix table as fixed-width text."""
+def table_lines(table: list[dict[str, Any]], skipped: Sequence[Any] = ()) -> list[str]:
+    """The fix table as fixed-width text; each skipped remedy a "skipped" row."""
     head = ("remedy", "accuracy at 0", "worst (failing range)", "consistency", "seconds")
     rows = [
         (
@@ -41,7 +42,7 @@ def table_lines(table: list[dict[str, Any]]) -> list[str]:
             f"{r['seconds']:.1f}",
         )
         for r in table
-    ]
+    ] + [(s.name, "skipped", "-", "-", "-") for s in skipped]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
 
     def line(cells: tuple[str, ...]) -> str:
@@ -106,6 +107,9 @@ def fix(
 ) -> None:
     """Apply the remedies to a copy of MODEL and compare their shift sweeps.
 
+    A remedy that does not apply to MODEL (pool-head on a head that already pools, blur
+    without strided pooling) is skipped with its reason; none applying is an error.
+
     --data holds the held-out examples of the sweeps (default: the recipe's held-out
     draw, or a seeded 20% of --train-data).
 
@@ -158,7 +162,7 @@ def fix(
     if as_json:
         run.echo_json(content)
         return
-    for line in table_lines(res.table()):
+    for line in table_lines(res.table(), res.skipped):
         click.echo(line)
     click.echo("")
     for sentence in res.sentences():

@@ -77,15 +77,22 @@ def strided_pools(model: nn.Module) -> list[str]:
     return out
 
 
+def not_blurrable(model: nn.Module, label: str = "the model") -> str | None:
+    """Why blur does not apply to ``model`` (one line, no advice), or None when it does."""
+    if strided_pools(model):
+        return None
+    return (
+        f"nothing to blur: {label} has no strided max or average pooling layer "
+        "(strided convolutions are not anti-aliased here)"
+    )
+
+
 def check_blurrable(model: nn.Module, label: str) -> list[str]:
     """The strided pooling layers of ``model``; refuses in one line when there are none."""
-    names = strided_pools(model)
-    if not names:
-        raise InterpError(
-            f"nothing to blur: {label} has no strided max or average pooling layer "
-            "(strided convolutions are not anti-aliased here); use pool-head or augment"
-        )
-    return names
+    why = not_blurrable(model, label)
+    if why is not None:
+        raise InterpError(f"{why}; use pool-head or augment")
+    return strided_pools(model)
 
 
 def _set(model: nn.Module, name: str, new: nn.Module) -> None:

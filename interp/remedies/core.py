@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from interp.errors import InterpError
 from interp.remedies.augment import accuracy, augment, random_shifts, shifted
 from interp.remedies.blur import blur, check_blurrable
 from interp.remedies.pool_head import check_positional, pool_head
-from interp.remedies.result import FixResult, Remedy, recommend, worst_in
+from interp.remedies.result import FixResult, Remedy, Skipped, recommend, worst_in
 
 STRATEGIES = ("pool-head", "augment", "blur")
 TRAIN_SAMPLES = 2000  # drawn from a zoo recipe when no training data is given
@@ -127,9 +128,14 @@ def fix(
         out: folder where each fixed model is saved as ``<stem>-<remedy>.pt``.
         train_classes: class names stored with the training data, checked against the model.
 
+    A remedy that does not apply to the model (pool-head on a head that already pools,
+    blur without a strided pooling layer) is skipped: ``FixResult.skipped`` names it
+    with its one-line reason, and the others run as they would alone.
+
     Raises:
-        InterpError: no training data, classes that do not match the model, a head that
-            is already pooled (pool-head), no strided pooling (blur).
+        InterpError: no training data, classes that do not match the model, or none of
+            ``strategies`` applies (one asked for: its own refusal, e.g. "nothing to
+            blur: ..."; several: each one's reason, in one line).
 
     >>> res = fix(model, x_train, y_train, strategies="pool-head")   # doctest: +SKIP
     >>> res.remedy("pool-head").worst_accuracy                        # doctest: +SKIP
@@ -255,18 +261,28 @@ def _fix(
         def draw(n: int, s: int) -> tuple[torch.Tensor, torch.Tensor]:
             return recipe.sample(n, seed=recipe.seed + s)
 
-    # Refuse before any sweep: a remedy that cannot apply is named at once.
-    if "pool-head" in names:
-        check_positional(geo, label)
-    if "blur" in names:
-        check_blurrable(model, label)
+    # Before any sweep: a remedy that cannot apply is skipped, and when none applies the
+    # refusal comes at once.
+    refused: dict[str, InterpError] = {}
+    for name, check in (
+        ("pool-head", lambda: check_positional(geo, label)),
+        ("blur", lambda: check_blurrable(model, label)),
+    ):
+        if name in names:
+            try:
+                check()
+            except InterpError as err:
+                refused[name] = err
+    _refuse_if_none(names, refused, label)
     original = sweep(model)
     box = failing_box(original, original.tolerance)
     whole = _whole_range(tuple(x_train.shape[2:]))
     remedies = []
     for name in names:
-        remedies.append(
-            _run(
+        if name in refused:
+            continue
+        try:
+            ran = _run(
                 name,
                 model,
                 geo,
@@ -286,7 +302,12 @@ def _fix(
                 draw=draw,
                 spread=spread,
             )
-        )
+        except InterpError as err:  # a remedy that finds out while fitting that it cannot
+            refused[name] = err
+            continue
+        remedies.append(ran)
+    _refuse_if_none(names, refused, label)
+    skipped = tuple(Skipped(n, _reason(refused[n], label)) for n in names if n in refused)
     if out is not None:
         remedies = [_save(r, Path(out), info, meta, tuple(x_train.shape[1:])) for r in remedies]
     result = FixResult(
@@ -299,9 +320,39 @@ def _fix(
         n_test=len(x_test),
         data=data,
         recommendation="",
+        skipped=skipped,
     )
     text = recommend(result.remedies, result.original_at_0, result.range_text())
     return FixResult(**{**result.__dict__, "recommendation": text})
+
+
+def _refuse_if_none(names: Sequence[str], refused: dict[str, InterpError], label: str) -> None:
+    """Raise when every remedy asked for was refused: a single one's own refusal, or one
+    line with each one's reason."""
+    if any(n not in refused for n in names):
+        return
+    if len(names) == 1:
+        raise refused[names[0]]
+    others = [s for s in STRATEGIES if s not in names]
+    advice = (
+        f"use {' or '.join(others)} instead"
+        if others
+        else "retrain it with global pooling and shift augmentation"
+    )
+    raise InterpError(
+        f"no remedy applies to {label}: "
+        + "; ".join(f"{n}: {_reason(refused[n], label)}" for n in names)
+        + f"; {advice}"
+    )
+
+
+def _reason(err: InterpError, label: str) -> str:
+    """A refusal as a skip reason: about "the model" (no file path, so the sentence holds
+    no digits of a path), without its advice to use another remedy."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if label and label != "the model":
+        text = text.replace(label, "the model")
+    return re.sub(r"; use [^;]*$", "", text)
 
 
 def _whole_range(spatial: tuple[int, ...]) -> tuple[tuple[int, int], ...]:

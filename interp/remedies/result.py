@@ -58,6 +58,20 @@ class Remedy:
         }
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A requested remedy that does not apply to the model, and why, in one line."""
+
+    name: str  # "pool-head" | "augment" | "blur"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"remedy": self.name, "reason": self.reason}
+
+    def sentence(self) -> str:
+        return f"{self.name} was skipped: {self.reason}."
+
+
 def _curve(sw: Sweep) -> dict[str, Any]:
     return {
         "shifts": [list(s) if isinstance(s, tuple) else s for s in sw.shifts],
@@ -86,7 +100,9 @@ class FixResult:
     ``failing_range`` is, per spatial axis, ``(lo, hi)``: the span of swept shifts at
     which the original's accuracy fell more than the sweep tolerance below its
     unshifted accuracy (None when it never did: then the worst accuracy is over
-    every swept shift). ``recommendation`` is one sentence derived from the table.
+    every swept shift). ``recommendation`` is one sentence derived from the table, over
+    the remedies that ran; ``skipped`` holds each requested remedy that does not apply to
+    the model, with its reason (it has no row, curve or fixed model).
 
     >>> res = fix(model, x_train, y_train)         # doctest: +SKIP
     >>> [r.name for r in res.remedies], res.recommendation  # doctest: +SKIP
@@ -101,6 +117,7 @@ class FixResult:
     n_test: int
     data: str
     recommendation: str
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def original_at_0(self) -> float | None:
@@ -116,6 +133,9 @@ class FixResult:
         for r in self.remedies:
             if r.name == name:
                 return r
+        for s in self.skipped:
+            if s.name == name:
+                raise KeyError(f"{name} was skipped: {s.reason}")
         raise KeyError(f"{name!r} was not run; ran: {', '.join(r.name for r in self.remedies)}")
 
     def table(self) -> list[dict[str, Any]]:
@@ -142,6 +162,7 @@ class FixResult:
             "table": self.table(),
             "original": _curve(self.original),
             "remedies": [r.to_dict() for r in self.remedies],
+            "skipped": [s.to_dict() for s in self.skipped],
             "recommendation": self.recommendation,
             "recommended": self.recommended,
             "sentences": self.sentences(),
@@ -156,7 +177,8 @@ class FixResult:
         ]
 
     def sentences(self) -> list[str]:
-        """The table in words: one sentence per remedy, then the recommendation."""
+        """The table in words: one sentence per remedy, one per skipped remedy with its
+        reason, then the recommendation."""
         out = [
             _row_sentence(
                 "the original", self.original_at_0, self.original_worst, self.range_text()
@@ -168,6 +190,7 @@ class FixResult:
             )
             out.append(f"{text[:-1]}, built in {r.seconds:.1f} s.")
             out.extend(r.notes)
+        out.extend(s.sentence() for s in self.skipped)
         out.append(self.recommendation)
         return out
 

@@ -6,6 +6,9 @@ report's model with its zoo recipe (or the ``train`` data given with it). The
 ``fix`` block of report.json is ``FixResult.to_dict()``: the table (remedy /
 accuracy at 0 / worst accuracy over the failing range / consistency / seconds),
 the curves, and one sentence recommending the cheapest remedy that holds accuracy.
+A remedy that does not apply to the model is in its ``skipped`` list with its reason,
+shown as a "skipped" row of the table and a sentence under it; the section is dropped
+(with the reason) only when no remedy applies.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def fix_section(ctx: Context) -> Section:
          f"{r['seconds']:.1f}")
         for r in result.table()
     )  # fmt: skip
+    rows += tuple((f"{s.name} (skipped)", "skipped", "-", "-", "-") for s in result.skipped)
     names = [r["remedy"] for r in result.table()]
     best = names.index(result.recommended) if result.recommended in names else None
     table = Table(
@@ -71,6 +75,9 @@ def fix_section(ctx: Context) -> Section:
     blocks: list[Any] = [Paragraph(result.recommendation, strong=True), table, fig]
     if notes:
         blocks.append(Bullets("How each remedy was fitted", tuple(notes)))
+    if result.skipped:
+        blocks.append(Bullets("Skipped: they do not apply to this model",
+                              tuple(s.sentence() for s in result.skipped)))  # fmt: skip
     if saved:
         blocks.append(Bullets("Fixed models", tuple(saved)))
     return Section("fix", TITLE, tuple(blocks))
