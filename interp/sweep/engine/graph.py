@@ -48,7 +48,13 @@ Box = tuple[tuple[int, int], ...]
 
 @dataclass(frozen=True)
 class _End:
-    """The trunk end: its name, geometry per input axis, and its layout."""
+    """The trunk end: its name, geometry per input axis, and its layout.
+
+    ``label`` is what messages call it: the name :func:`interp.geometry.structure` gives the
+    same map (``Structure.head.reads``, the node the report shows), which differs from
+    ``name`` when the engine's node is a Dropout in eval, an axis move or a one-position
+    global pool after it.
+    """
 
     name: str
     stride: tuple[int, ...]
@@ -57,6 +63,11 @@ class _End:
     axes: tuple[int, ...]  # tensor axis (positive, batched) of each input spatial axis
     shape: tuple[int, ...]  # output shape, batched with batch 1
     peak: int  # largest activation of one forward, elements
+    label: str = ""  # the structure's name for the map (``name`` when none differs)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.name)
 
 
 def _trunk_end(graph: Any, dims: int) -> _End:
@@ -103,7 +114,25 @@ def _trunk_end(graph: Any, dims: int) -> _End:
     nd = len(best.output_shape) + 1
     axes = tuple(int(g.axes[a]) % nd for a in range(dims))
     return _End(best.name, tuple(g.stride), tuple(g.offset), tuple(g.receptive_field), axes,
-                (1, *best.output_shape), peak)  # fmt: skip
+                (1, *best.output_shape), peak, _map_name(graph, geo, best.name, dims))  # fmt: skip
+
+
+def _map_name(graph: Any, geo: Any, name: str, dims: int) -> str:
+    """The node :func:`interp.geometry.structure` names as the map that ``name`` outputs.
+
+    The structure reads the map before a Dropout/Identity in eval, an axis move or a global
+    pool over one position (the same values); walking back over those from the engine's
+    trunk end gives the name the report shows for it.
+    """
+    from interp.geometry.core import _identity_in_eval, _moves_axes_only
+
+    by = {n.name: n for n in graph.nodes}
+    while by[name].inputs and by[name].inputs[0] != "input" and by[name].inputs[0] in by and (
+        _moves_axes_only(by[name], geo, dims) or _identity_in_eval(by[name])
+        or geo[name].role == "global pool"
+    ):  # fmt: skip
+        name = by[name].inputs[0]
+    return name
 
 
 def _first_line(exc: BaseException) -> str:
@@ -155,24 +184,24 @@ class _Trunk:
         except _Stop:
             pass
         except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
-            raise Unsupported(f"the trunk up to {self.end.name!r} does not run on a longer or "
+            raise Unsupported(f"the trunk up to {self.end.label!r} does not run on a longer or "
                               f"cropped input ({_first_line(exc)})") from exc  # fmt: skip
         finally:
             handle.remove()
         if len(seen) < self.call or not isinstance(seen[-1], torch.Tensor):
-            raise Unsupported(f"the trunk end {self.end.name!r} was not reached by a forward")
+            raise Unsupported(f"the trunk end {self.end.label!r} was not reached by a forward")
         return seen[-1].detach()
 
     def _graphed(self, z: torch.Tensor) -> torch.Tensor:
         b = z.shape[0]
         shapes = [self.graph.node(c).output_shape for c in self.after]
         if None in shapes:
-            raise Unsupported(f"a node after the trunk end {self.end.name!r} returns a tuple")
+            raise Unsupported(f"a node after the trunk end {self.end.label!r} returns a tuple")
         repl = {c: z.new_zeros((b, *s)) for c, s in zip(self.after, shapes, strict=True)}
         try:
             _, cap = self.graph.run(z, capture=[self.end.name], replace=repl)
         except (InterpError, AssertionError) as exc:
-            raise Unsupported(f"the trunk up to {self.end.name!r} does not run on a longer or "
+            raise Unsupported(f"the trunk up to {self.end.label!r} does not run on a longer or "
                               f"cropped input ({_first_line(exc)})") from exc  # fmt: skip
         return cap[self.end.name]  # type: ignore[no-any-return]
 
@@ -313,7 +342,7 @@ class _Plan:
         if cost > 0.5:
             area = _numel(hi - lo for lo, hi in self.clean) / _numel(self.m)
             raise Unsupported(
-                f"at trunk end {self.end.name!r} (stride {self.end.stride}, receptive field "
+                f"at trunk end {self.end.label!r} (stride {self.end.stride}, receptive field "
                 f"{self.end.field}, offset {self.end.offset}) {len(self.phases)} stride phases "
                 f"for {self.t.shape[0]} shifts and {100 * (1 - area):.0f}% of the map's "
                 f"positions reaching the border would cost {cost:.2f} forwards per shift; "
@@ -370,7 +399,7 @@ def _batch(plan: _Plan, trunk: _Trunk, head: Callable[[torch.Tensor], Any], xb: 
                           for (p0, p1), (a, _), s in zip(box, window, s_, strict=True))  # fmt: skip
             if any(sl.stop > values.shape[2 + i] for i, sl in enumerate(inner)):
                 raise Unsupported(f"a crop of the input gives too few positions at "
-                                  f"{plan.end.name!r}; the trunk's length rule is not "
+                                  f"{plan.end.label!r}; the trunk's length rule is not "
                                   "the usual one")  # fmt: skip
             values = values[(..., *inner)].unflatten(0, (n, k))
             if fmap is None:
