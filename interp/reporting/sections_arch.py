@@ -25,10 +25,8 @@ def _fmt(value: Any) -> str:
 def verdict_section(content: Mapping[str, Any]) -> Section:
     """Section 1: the verdict, its reasons and suggestions (all from ``content['verdict']``)."""
     v = content["verdict"]
-    basis = (
-        "measured on data"
-        if v["basis"] == "measured"
-        else "decided from the architecture; no shift sweep ran"
+    basis = v.get("basis_text") or (  # written by verdict() from the sweep it read
+        "measured on data" if v["basis"] == "measured" else "decided from the architecture"
     )
     headline = str(v["headline"]).rstrip(".")
     blocks: list[Any] = [Paragraph(f"{headline} ({basis}).", strong=True)]

@@ -132,26 +132,29 @@ def _equivariance_reasons(
         else:
             change = f"its output changes by {rel(brk.get('invariance_error'))} under shifts"
         reasons.append(
-            f"Equivariance first breaks at layer {brk['name']!r} ({brk.get('type')}):{trunk} "
+            f"Equivariance first breaks at layer {_label(brk)!r} ({brk.get('type')}):{trunk} "
             f"{change}."
         )
     aliasing = [by_name[n] for n in eq.get("aliasing_layers") or [] if n in by_name]
     for lay in aliasing:
         stride = "x".join(str(v) for v in lay.get("stride") or []) or "?"
+        against = (f", more than the {rel(lay.get('error'))} that shifts by multiples of "
+                   f"{stride} cause" if lay.get("error") is not None else "")  # fmt: skip
         reasons.append(
-            f"Strided layer {lay['name']!r} ({lay.get('type')}, stride {stride}) aliases: shifts "
+            f"Strided layer {_label(lay)!r} ({lay.get('type')}, stride {stride}) aliases: shifts "
             f"that are not multiples of {stride} change its features by "
-            f"{rel(lay.get('aliasing_error'))}, against {rel(lay.get('error'))} on multiples."
+            f"{rel(lay.get('aliasing_error'))}{against}."
         )
     if aliasing:
-        quoted = [repr(lay["name"]) for lay in aliasing]
+        quoted = [repr(_label(lay)) for lay in aliasing]
         names = ("layer " if len(quoted) == 1 else "layers ") + (
             quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
         )
         worst = max((lay.get("aliasing_error") or 0.0) for lay in aliasing)
         text = (
-            f"anti-aliased pooling (blur before subsampling, Zhang 2019) in {names}: shifts "
-            f"off the stride grid change the features by up to {rel(worst)}"
+            f"anti-aliased pooling (blur before subsampling, Zhang 2019; a wider blur where one "
+            f"is already there) in {names}: shifts off the stride grid change the features by "
+            f"up to {rel(worst)}, more than shifts on it do"
         )
         suggestions.append(
             f"If exact invariance matters, use {text}, although accuracy held over the swept "
@@ -160,6 +163,12 @@ def _equivariance_reasons(
             else f"Use {text}."
         )
     return reasons, suggestions
+
+
+def _label(lay: Mapping[str, Any]) -> Any:
+    """A layer's name in sentences: the owner module of a functional call site (``module``,
+    e.g. the BlurPool whose forward calls ``F.conv2d``), else the call site's own name."""
+    return lay.get("module") or lay.get("name")
 
 
 def _train_extent(train: Any) -> float | None:
@@ -226,10 +235,20 @@ def _measured(content: Mapping[str, Any]) -> dict[str, Any] | None:
     k = (content.get("structure") or {}).get("num_classes") or 0
     chance = 1.0 / k if k else 0.0
     if a0 < chance + (1.0 - chance) / 2:
-        return {"undecided": (
-            f"Accuracy at {s0} is only {pct(a0)} (chance is {pct(chance)}): the model does not "
-            "solve the task on this data, so the sweep cannot show invariance."
-        )}  # fmt: skip
+        if a0 <= chance:
+            where = "at chance" if a0 == chance else "below chance"
+        else:
+            where = "less than halfway from chance to 100%"
+        return {
+            "undecided": (
+                f"Accuracy at {s0} is only {pct(a0)} (chance is {pct(chance)}): the model does "
+                "not solve the task on this data, so the sweep cannot show invariance."
+            ),
+            "basis": (
+                f"measured on data, but accuracy at {s0} is {pct(a0)}, {where} ({pct(chance)} "
+                f"for {k} classes), so the sweep cannot decide; decided from the architecture"
+            ),
+        }
     failing = [i for i, a in enumerate(acc) if abs(a - a0) > tol + 1e-12]
     worst = min(range(len(acc)), key=lambda i: (acc[i], size(shifts[i]), i))
     told = sweep.get("telling")  # the report's one telling shift (choose.telling_shift)
@@ -298,7 +317,9 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
 
     Returns:
         ``{"translation_invariant": bool | None, "basis": "measured" | "structure",
-        "headline": str, "reasons": [...], "suggestions": [...]}``.
+        "basis_text": str, "headline": str, "reasons": [...], "suggestions": [...]}``;
+        ``basis_text`` says what decided and whether a sweep ran (the verdict's
+        parenthesis). "Measure it" is suggested only when no data was given.
 
     >>> verdict({"structure": {"head": {"kind": "positional"}}})["translation_invariant"]
     False
@@ -313,15 +334,33 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
     eq_reasons, eq_suggestions = _equivariance_reasons(
         content.get("equivariance"), measured_invariant
     )
+    sweep = content.get("sweep")
+    data = content.get("data")
     if measured is not None and "undecided" not in measured:
         invariant: bool | None = measured["invariant"]
         basis = "measured"
+        basis_text = "measured on data"
         reasons += measured["reasons"]
     else:
         basis = "structure"
         invariant = {"positional": False, "pooled": True}.get(kind)
         if measured is not None:
             reasons.append(measured["undecided"])
+            basis_text = measured["basis"]
+        elif sweep is not None:  # a sweep without accuracies (no shifts): nothing to read
+            basis_text = "decided from the architecture; the shift sweep recorded no accuracy"
+        elif data is not None:  # data given, but the sweep failed (its section says why)
+            n = data.get("n") if isinstance(data, Mapping) else None
+            given = f"the {n} examples given" if n else "the data given"
+            basis_text = (
+                f"decided from the architecture; the shift sweep did not run on {given}"
+            )
+            reasons.append(
+                f"The shift sweep did not run on {given} (the Shifts section says why), so the "
+                "architecture decides."
+            )
+        else:
+            basis_text = "decided from the architecture; no shift sweep ran"
     if head:
         reasons.append(head)
     reasons += eq_reasons
@@ -334,16 +373,20 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
     suggestions += eq_suggestions
     if basis == "structure":
         if kind == "pooled":
+            confirm = (
+                "a shift sweep on data the model solves (accuracy at shift 0 well above chance) "
+                "confirms it" if measured is not None else "a shift sweep on data confirms it"
+            )
             reasons.append(
                 "Pooled heads are invariant up to boundary effects and aliasing from strided "
-                "layers; a shift sweep on data confirms it."
+                f"layers; {confirm}."
             )
         if kind == "unknown":
             reasons.append(
                 "No Linear head reading a feature map through Flatten or global pooling was "
                 "found, so the architecture alone cannot decide."
             )
-        if content.get("sweep") is None:
+        if sweep is None and data is None:  # only without data: with data, a sweep was tried
             suggestions.append(
                 "Measure it: pass --data FILE (data=(x, y) in Python) with labelled examples "
                 "to sweep accuracy over shifts."
@@ -351,13 +394,17 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "translation_invariant": invariant,
         "basis": basis,
-        "headline": _headline(invariant, basis, (measured or {}).get("collapse")),
+        "basis_text": basis_text,
+        "headline": _headline(invariant, basis, (measured or {}).get("collapse"),
+                              swept=measured is not None),  # fmt: skip
         "reasons": reasons,
         "suggestions": suggestions,
     }
 
 
-def _headline(invariant: bool | None, basis: str, collapse: str | None = None) -> str:
+def _headline(
+    invariant: bool | None, basis: str, collapse: str | None = None, swept: bool = False
+) -> str:
     if invariant is None:
         return "Translation invariance could not be decided."
     if basis == "measured":
@@ -368,7 +415,7 @@ def _headline(invariant: bool | None, basis: str, collapse: str | None = None) -
         return "The model is not translation invariant."
     return (
         "The model is invariant by construction, up to boundary effects and aliasing "
-        "(not yet measured)."
+        f"({'not confirmed by the sweep' if swept else 'not yet measured'})."
         if invariant
         else "The model is not translation invariant, by construction."
     )

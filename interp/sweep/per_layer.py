@@ -24,6 +24,17 @@ its interior error exceeds ``tolerance`` (default 1e-4: float32 rounding is ~1e-
 a layer without positions breaks when its invariance error exceeds ``tolerance``
 and it weighs positions individually (a positional head), since boundary effects
 alone also move a pooled output a little.
+
+A layer **aliases** when shifts off its stride grid change it more than shifts on the
+grid do: its ``aliasing_error`` exceeds both ``tolerance`` and its on-grid error
+(``error`` with positions, ``invariance_error`` without; when no on-grid shift was
+tested, ``tolerance`` alone decides). Shifts by whole strides already change a map
+through padding and wrap-around; an off-grid change no larger than that is not what
+a low-pass filter before subsampling removes (an anti-aliased BlurPool layer still
+changes a little off the grid, but less than on it).
+
+Functional call sites (``F.conv2d`` inside a module's forward) carry ``module``, the
+path of the module whose forward made the call, so sentences name that module.
 """
 
 from __future__ import annotations
@@ -300,9 +311,12 @@ def _compare(
         mask = interior(geom, size, s_t, q, base.shape[2:])
         trial = _Sums()
         trial.add(moved[..., mask], base.roll(q, tuple(range(2, base.dim())))[..., mask])
+        if not trial.used:  # no interior position for this candidate: nothing measured
+            continue
         if best is None or (trial.value() or 0.0) < (best.value() or 0.0):
             best = trial
-    assert best is not None
+    if best is None:  # no candidate has interior positions: aliasing stays unmeasured
+        return
     target = sums["alias"]
     target.diff, target.a, target.b = target.diff + best.diff, target.a + best.a, target.b + best.b
     target.used = True
@@ -315,10 +329,13 @@ def _results(
     tolerance: float,
 ) -> tuple[LayerEquivariance, ...]:
     out = []
+    assert geo.graph is not None
     for site in plan:
         lay, geom = site.lay, site.geom
         s = sums[lay.name]
         inner, alias, inv = s["inner"].value(), s["alias"].value(), s["inv"].value()
+        node = geo.graph.node(site.label or lay.name)
+        owner = node.module if node.op in ("function", "method") else None
         if geom is not None:
             breaks = None if inner is None else inner > tolerance
             if inner is None and lay.equivariant is False:
@@ -341,7 +358,22 @@ def _results(
                 aliasing_error=alias,
                 invariance_error=inv,
                 breaks=breaks,
-                aliasing=None if alias is None else alias > tolerance,
+                aliasing=_aliases(alias, s["full"].value() if geom is not None else inv,
+                                  tolerance),  # fmt: skip
+                module=owner,
             )
         )
     return tuple(out)
+
+
+def _aliases(off_grid: float | None, on_grid: float | None, tolerance: float) -> bool | None:
+    """Whether shifts off the stride grid change a layer more than shifts on it do.
+
+    >>> _aliases(0.112, 0.192, 1e-4), _aliases(0.3, 0.0, 1e-4), _aliases(None, 0.1, 1e-4)
+    (False, True, None)
+    """
+    if off_grid is None:
+        return None
+    if on_grid is None:  # no shift on the grid was tested: only the tolerance can decide
+        return off_grid > tolerance
+    return off_grid > tolerance and off_grid > on_grid

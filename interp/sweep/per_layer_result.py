@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from interp.errors import InterpError
-from interp.geometry.core import Structure
+from interp.geometry.core import Structure, strided_layers
 from interp.shifts import Shift
 
 if TYPE_CHECKING:
@@ -28,7 +28,14 @@ class LayerEquivariance:
     aliasing_error: float | None
     invariance_error: float | None
     breaks: bool | None
-    aliasing: bool | None
+    aliasing: bool | None  # off-grid error above the tolerance and above the on-grid error
+    module: str | None = None  # for a functional call site: the module whose forward made it
+
+    @property
+    def label(self) -> str:
+        """The name sentences use: the owner module of a functional call site (``F.conv2d``
+        inside a BlurPool is named by that BlurPool's path), else the call site's name."""
+        return self.module or self.name
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -135,21 +142,21 @@ def findings(
                 "whose kernel spans the map)"
             )
             out.append(
-                f"Equivariance first breaks at layer {r.name!r} ({r.type}), the positional "
+                f"Equivariance first breaks at layer {_label(r)!r} ({r.type}), the positional "
                 f"head: every layer before it moves its features with the input ("
-                f"{interior_clause(before)}), but {r.name!r} {what}, so its output changes "
+                f"{interior_clause(before)}), but {_label(r)!r} {what}, so its output changes "
                 f"by {pct(change)} under shifts. Global pooling before the head, or training "
                 "on shifted inputs, fixes it."
             )
         elif r.positions:
             out.append(
-                f"Equivariance first breaks at layer {r.name!r} ({r.type}): away from padding "
+                f"Equivariance first breaks at layer {_label(r)!r} ({r.type}): away from padding "
                 f"and wrap-around, its output for a shifted input differs from its shifted "
                 f"output by {pct(r.interior_error)} (tolerance {tolerance:g})."
             )
         else:
             out.append(
-                f"Equivariance first breaks at layer {r.name!r} ({r.type}): it weighs positions "
+                f"Equivariance first breaks at layer {_label(r)!r} ({r.type}): it weighs positions "
                 f"individually and its output changes by {pct(r.invariance_error)} under shifts."
             )
     else:
@@ -178,21 +185,43 @@ def findings(
                     "not the head."
                 )
         out.append(text)
+    subsampling = {lay.name for lay in strided_layers(geo)}
+    # Strided layers whose off-grid change is no larger than their on-grid one: aliasing
+    # is not what moves them (e.g. a BlurPool's strided conv, already low-pass filtered).
+    held = [r for r in results if r.name in subsampling and r.positions and r.aliasing is False
+            and r.aliasing_error is not None and r.aliasing_error > tolerance
+            and r.error is not None]  # fmt: skip
     if aliasing:
         names = ", ".join(
-            f"{n!r} ({by_name[n].type}, stride {_stride(by_name[n].stride)})" for n in aliasing
+            f"{_label(by_name[n])!r} ({by_name[n].type}, stride {_stride(by_name[n].stride)})"
+            for n in aliasing
         )
         worst = _max([by_name[n].aliasing_error for n in aliasing])
+        on_grid = _max([by_name[n].error for n in aliasing])
+        than = (f", more than shifts by multiples of the stride change those layers (at most "
+                f"{pct(on_grid)})") if on_grid is not None else ""  # fmt: skip
         tail = ""
         if output is not None and output.aliasing_error is not None:
             tail = f" and the output by {pct(output.aliasing_error)}"
         out.append(
             f"Aliasing: shifts that are not multiples of the stride change the features of "
-            f"strided layers {names} by up to {pct(worst)}{tail} (subsampling without a "
-            "low-pass filter, Zhang 2019). Anti-aliased pooling (blur before subsampling, e.g. "
-            "BlurPool from antialiased-cnns) makes them nearly shift-equivariant."
+            f"strided layers {names} by up to {pct(worst)}{tail}{than}: subsampling keeps "
+            "frequencies above its Nyquist limit that nothing before it filtered out (Zhang "
+            "2019). Anti-aliased pooling (blur before subsampling, e.g. BlurPool from "
+            "antialiased-cnns; a wider blur where one is already there) reduces it."
         )
-    else:
+    if held:
+        names = ", ".join(
+            f"{_label(r)!r} ({r.type}, stride {_stride(r.stride)}: {pct(r.aliasing_error)} "
+            f"off the grid, {pct(r.error)} on it)"
+            for r in held
+        )
+        out.append(
+            f"Not aliasing: shifts off the stride grid change strided layers {names} no more "
+            "than shifts by multiples of the stride do, so subsampling is not what moves "
+            "their features there and blur before subsampling is not indicated for them."
+        )
+    if not aliasing:
         untested = [r for r in results if r.positions and r.stride and max(r.stride) > 1]
         if untested and all(r.aliasing is None for r in untested):
             out.append(
@@ -200,6 +229,11 @@ def findings(
                 "measured; add shifts that are not (odd shifts) to measure it."
             )
     return out
+
+
+def _label(r: Any) -> str:
+    """A layer's name in sentences: a functional call site's owner module, else its name."""
+    return getattr(r, "module", None) or r.name
 
 
 def _stride(stride: Sequence[int] | None) -> str:
