@@ -28,7 +28,8 @@ ENGINES = ("auto", "fast", "brute")
 _BUDGET_BYTES = 256 * 2**20  # activations of one brute-force forward, roughly
 _FAST_SAMPLES = 64  # samples per fast-engine call
 _REASONS = {
-    "chain": "exact fast engine: cross-correlation of feature maps with the head",
+    "chain": "exact fast engine: the trunk once per sample, border bands layer by layer, "
+    "the head as a sliding reduction over every shift (cross-correlation, sum or max)",
     "graph": "exact fast engine over the traced graph: the trunk once per sample and "
     "stride phase, border positions from crops, the model's own head per shift",
 }
@@ -157,10 +158,16 @@ class LogitStream:
 
     def _fast(self, xb: torch.Tensor) -> torch.Tensor | None:
         engine = importlib.import_module("interp.sweep.engine.core")  # a missing one raises
-        # The chain engine's FFT head is what makes a positional Flatten -> Linear fast; for
-        # every other head the graph engine (trunk once, the model's own head per shift) is
-        # as exact and, with its crop-based borders, faster on the chains it also covers.
+        # The chain engine's FFT head is what makes a positional Flatten -> Linear fast. For
+        # other heads it goes first where its plan applies and its layer-by-layer bands cost
+        # less than recomputing the same borders from whole-trunk crops (the graph engine).
         chain_first = self.geo.head.kind == "positional" and self.geo.head.linear is not None
+        if not chain_first and self._which is None:
+            try:
+                chain, crops = engine.band_costs(self.model, self.geo)
+                chain_first = chain <= crops
+            except engine.Unsupported:
+                pass
         order = ["chain", "graph"] if chain_first else ["graph", "chain"]
         if self._which is not None:
             order = [self._which]

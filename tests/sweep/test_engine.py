@@ -502,3 +502,58 @@ def test_periodic_correlation_equals_the_circular_sum(period, length) -> None:
     got = xcorr_periodic(signal, template)
     terms = template.abs().sum() * signal.abs().max()
     assert got.shape == want.shape and float((got - want).abs().max()) <= 64 * U64 * float(terms)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_batchnorm_folded_into_its_conv_equals_the_two_layers(affine: bool, dims: int):
+    """fold_batchnorm against the model's own conv -> BatchNorm in float64 (a few ulps of
+    ~1 apart), with the user's modules left as they were."""
+    from interp.sweep.engine.plan import Op, fold_batchnorm
+
+    conv_cls, bn_cls = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+    gen = torch.Generator().manual_seed(4)
+    conv = conv_cls(3, 5, 3, padding=1, bias=affine).double()
+    bn = bn_cls(5, affine=affine).double().eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(5, generator=gen, dtype=torch.float64))
+        bn.running_var.copy_(0.1 + torch.rand(5, generator=gen, dtype=torch.float64))
+        if affine:
+            bn.weight.copy_(torch.randn(5, generator=gen, dtype=torch.float64))
+            bn.bias.copy_(torch.randn(5, generator=gen, dtype=torch.float64))
+    before = [t.clone() for t in (*conv.parameters(), *bn.parameters(), *bn.buffers())]
+    ones = (1,) * dims
+    ops = fold_batchnorm([Op("c", conv, "conv", (3,) * dims, ones, ones, ones, ones),
+                          Op("b", bn, "point")])  # fmt: skip
+    assert [op.name for op in ops] == ["c"]
+    x = torch.randn(2, 3, *(9,) * dims, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        want = bn(conv(x))
+        got = ops[0](x, ones, ones)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12 * (1 + want.abs().max().item()))
+    after = [t for t in (*conv.parameters(), *bn.parameters(), *bn.buffers())]
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    assert ops[0].module is not conv and conv.weight.requires_grad
+
+
+def test_pooled_chain_goes_to_the_chain_engine_when_its_bands_cost_less():
+    """FCN (a plain chain, GAP head): layer-by-layer bands are cheaper than whole-trunk
+    crops, so the sweep runs the chain engine, and its logits are brute force's."""
+    from interp.sweep.core import sweep_logits
+    from interp.sweep.engine.core import band_costs
+    from interp.sweep.logits import brute_logits
+    from tests.archs import ARCHS
+
+    case = ARCHS["fcn_like"]
+    model = case.factory(seed=0).double()
+    x = torch.randn(3, *case.input_shape, generator=torch.Generator().manual_seed(1),
+                    dtype=torch.float64)  # fmt: skip
+    geo = structure(model, x)
+    chain, crops = band_costs(model, geo)
+    assert 0 < chain <= crops
+    shifts = [-9, -1, 0, 3, 17]
+    logits, engine, why = sweep_logits(model, x, shifts, mode="zero", structure=geo)
+    assert engine == "fast" and "border bands layer by layer" in why
+    want = brute_logits(model, x, shifts, "zero", rows=64)
+    torch.testing.assert_close(logits.double(), want.double(), rtol=0,
+                               atol=1e-5 * (1 + want.abs().max().item()))  # fmt: skip

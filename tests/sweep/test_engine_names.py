@@ -45,12 +45,6 @@ def test_trunk_end_is_named_as_the_structure_names_it(name: str) -> None:
     assert repr(dropout) not in reason, reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="interp/sweep/engine/plan.py make_plan (owned elsewhere) words the refusal "
-    "'the head Linear <name> is not the last layer' for a full-kernel conv classifier too; "
-    "remove this marker once it names the classifier by its type",
-)
 def test_classifier_conv_is_not_called_a_linear() -> None:
     reason, geo, model = _sweep_reason("shallow_fbcsp_like_no_logsoftmax")
     classifier = geo.head.linear

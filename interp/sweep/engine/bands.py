@@ -275,9 +275,42 @@ def _strip_step(op: Op, src: Level, dst: Level, kept: dict[Phase, torch.Tensor],
             lo.append(max(0, min(stop, 0) - start))
             hi.append(max(0, stop - max(start, size)))
             read.append((min(max(start, 0), size), min(max(stop, 0), size)))
-        strip = materialize(node, q, src, bands, tuple(read), n, period)  # (n, S, C, *read)
-        new[box] = op(strip.flatten(0, 1), tuple(lo), tuple(hi)).unflatten(0, (n, s))
+        fill = _FILL.get(op.kind) if len(box) == 1 else None
+        if op.kind == "avg" and not getattr(op.module, "count_include_pad", True):
+            fill = None  # its divisor counts the real inputs: F.pad's path handles that
+        if fill is None:
+            strip = materialize(node, q, src, bands, tuple(read), n, period)  # (n, S, C, *read)
+            new[box] = op(strip.flatten(0, 1), tuple(lo), tuple(hi)).unflatten(0, (n, s))
+        else:  # the padding written in place: one gather, no F.pad copy of the strip
+            strip = _padded(node, q, src, bands, read[0], lo[0], hi[0], period, fill)
+            new[box] = op(strip.flatten(0, 1)).unflatten(0, (n, s))
     return new
+
+
+_FILL = {"conv": 0.0, "avg": 0.0, "max": float("-inf")}  # what each op's padding reads
+
+
+def _padded(node: torch.Tensor, q: torch.Tensor, level: Level, bands: Bands,
+            read: tuple[int, int], lo: int, hi: int, period: int | None,
+            fill: float) -> torch.Tensor:  # fmt: skip
+    """1D: the true map of every shift on ``read`` with ``lo``/``hi`` padding positions
+    around it, (n, S, C, lo + width + hi), ready for the op without padding.
+
+    One gather of the valid map over the whole span (it holds a value at every position
+    a layer's padding reads, see :func:`~interp.sweep.engine.plan.margins`), then the
+    band positions overwritten with their true values and the padding with ``fill``.
+    """
+    r0, r1 = read
+    out = gather(node, q, ((r0 - lo, r1 + hi),), period)
+    for ((b0, b1),), values in bands.items():
+        a, b = max(b0, r0), min(b1, r1)
+        if a < b:
+            out[..., a - r0 + lo : b - r0 + lo] = values[..., a - b0 : b - b0]
+    if lo:
+        out[..., :lo] = fill
+    if hi:
+        out[..., out.shape[-1] - hi :] = fill
+    return out
 
 
 def materialize(node: torch.Tensor, q: torch.Tensor, level: Level, bands: Bands, box: Box,
@@ -320,9 +353,13 @@ def gather(node: torch.Tensor, q: torch.Tensor, box: Box,
                 idx = (first[:, None] + torch.arange(hi - lo, device=q.device)).remainder(period)
                 return _at(node, idx)
             first = first.remainder(period)
-        return node.unfold(2, hi - lo, 1)[:, :, first].movedim(2, 1)
+        # (n, starts, C, w) view indexed on its starts: the copy comes out (n, S, C, w)
+        # contiguous, as the op's batch wants it, reading runs of w contiguous values.
+        return node.unfold(2, hi - lo, 1).transpose(1, 2)[:, first]
     view = node
     for a, (lo, hi) in enumerate(box):
         view = view.unfold(2 + a, hi - lo, 1)  # (n, C, *starts, *widths)
+    dims = len(box)
+    view = view.movedim(1, 1 + dims)  # (n, *starts, C, *widths): the same contiguous copy
     index = tuple(q[:, a] + box[a][0] for a in range(q.shape[1]))
-    return view[ix(slice(None), slice(None), *index)].movedim(2, 1)
+    return view[ix(slice(None), *index)]

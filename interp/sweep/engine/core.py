@@ -55,7 +55,7 @@ from interp.sweep.engine.plan import (
     margins,
 )  # fmt: skip
 
-__all__ = ["Unsupported", "fast_logits"]
+__all__ = ["Unsupported", "band_costs", "fast_logits"]
 
 _BUDGET = 256 * 2**20  # bytes of working memory per streamed batch, roughly
 
@@ -121,6 +121,48 @@ def fast_logits(
             if start == 0:
                 _spot_check(parts[0][0, picks], expected, unique[picks])
     return torch.cat(parts)[:, inverse.to(x.device)]
+
+
+def band_costs(model: nn.Module, structure: Structure) -> tuple[int, int]:
+    """Estimated multiply-adds per (sample, shift) of the border work, two ways.
+
+    ``chain``: this engine's bands, layer by layer (each layer recomputes only its own
+    band positions, from the true map of the layer below). ``crops``: the same final
+    border positions recomputed through the whole trunk from input crops (their windows
+    widen by every layer's reach on the way down), the graph engine's way. Both count
+    full windows; pointwise layers are free. A cost estimate for choosing an engine,
+    not a timing.
+
+    Raises:
+        Unsupported: the chain engine does not apply (its plan fails).
+    """
+    ops, _ = make_plan(model, structure)
+    geo = levels(ops, tuple(int(v) for v in structure.input_shape[1:]),
+                 int(structure.input_shape[0]))  # fmt: skip
+    chain = sum(_box_cost(op, geo[i], box) for i, op in enumerate(ops) if op.windowed
+                for box in band_boxes(geo[i + 1]))  # fmt: skip
+    crops = 0
+    for box in band_boxes(geo[-1]):
+        for i in reversed(range(len(ops))):
+            op = ops[i]
+            if not op.windowed:
+                continue
+            crops += _box_cost(op, geo[i], box)
+            box = tuple((max(0, b0 * op.stride[a] - op.pad_lo[a]),
+                         min(geo[i].size[a], (b1 - 1) * op.stride[a] - op.pad_lo[a]
+                             + op.reach(a) + 1))
+                        for a, (b0, b1) in enumerate(box))  # fmt: skip
+    return chain, crops
+
+
+def _box_cost(op: Op, src: Level, box: Box) -> int:
+    """Multiply-adds of ``op`` on the outputs in ``box`` (src: its input level)."""
+    window = 1
+    for k in op.kernel:
+        window *= k
+    c_out = getattr(op.module, "out_channels", src.channels)
+    groups = getattr(op.module, "groups", src.channels) if op.kind == "conv" else src.channels
+    return _numel(box) * window * src.channels * c_out // max(1, groups)
 
 
 def _after(geo: Structure, name: str, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

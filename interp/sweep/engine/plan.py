@@ -10,7 +10,8 @@ at each end are "dirty" (their windows reach some layer's padding).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -214,19 +215,24 @@ def make_plan(model: nn.Module, geo: Structure) -> tuple[list[Op], HeadPlan]:
         shapes = [tuple(lay.output_shape) for lay in geo.layers]
         return _pooled_then_layers(names, modules, shapes, i_reads, head.pooling, dims)
     i_linear = len(names) - 1 - names[::-1].index(head.linear)
+    classifier = modules.get(head.linear)
+    if not isinstance(classifier, nn.Linear):
+        what = type(classifier).__name__ if classifier is not None else "functional op"
+        raise Unsupported(f"the head's classifier {head.linear!r} is a {what} (a conv whose "
+                          "kernel spans the map?), not the nn.Linear this engine's head needs")
     if i_linear != len(names) - 1 or i_reads > i_linear:
-        raise Unsupported(f"the head Linear {head.linear!r} is not the last layer")
+        raise Unsupported(f"the head classifier {head.linear!r} is not the last layer")
     functional = [n for n in names[: i_linear + 1] if n not in modules]
     if functional:  # call sites of the traced graph that are not module calls
         raise Unsupported(f"call site {functional[0]!r} is a functional op, not a module")
-    ops = [_op(n, modules[n], dims) for n in names[: i_reads + 1]]
+    ops = fold_batchnorm([_op(n, modules[n], dims) for n in names[: i_reads + 1]])
     between = [modules[n] for n in names[i_reads + 1 : i_linear]]
     pools = [m for m in between if isinstance(m, _POOLS)]
     others = [m for m in between if not isinstance(m, IDENTITY_IN_EVAL) and m not in pools]
     expected_pools = 0 if kind == "positional" else 1
     if others or len(pools) > expected_pools:
         kinds = ", ".join(type(m).__name__ for m in [*others, *pools])
-        raise Unsupported(f"layers between the feature map and the head Linear: {kinds}")
+        raise Unsupported(f"layers between the feature map and the head classifier: {kinds}")
     linear = modules[head.linear]
     assert isinstance(linear, nn.Linear)  # structure found it as the head Linear
     weight = linear.weight.detach()
@@ -258,8 +264,43 @@ def _pooled_then_layers(names: list[str], modules: dict[str, nn.Module],
                if not isinstance(modules.get(names[i]), IDENTITY_IN_EVAL)]  # fmt: skip
     if between:
         raise Unsupported(f"call site {between[0]!r} runs between the feature map and the pool")
-    ops = [_op(n, modules[n], dims) for n in names[: i_reads + 1]]
+    ops = fold_batchnorm([_op(n, modules[n], dims) for n in names[: i_reads + 1]])
     return ops, HeadPlan(pooling, None, None, after=names[i_pool])
+
+
+def fold_batchnorm(ops: list[Op]) -> list[Op]:
+    """Every eval BatchNorm right after a conv folded into that conv's weight and bias.
+
+    ``bn(conv(x)) = conv'(x)`` with ``w' = w * g``, ``b' = (b - mean) * g + beta`` and
+    ``g = gamma / sqrt(var + eps)`` per output channel: one op fewer on the trunk and on
+    every band (rounding differs by a few ulps; the spot check bounds it). The user's
+    modules are not touched: the folded conv is a new module with detached tensors.
+    """
+    out: list[Op] = []
+    for op in ops:
+        prev = out[-1] if out else None
+        m = op.module
+        if (prev is not None and prev.kind == "conv" and isinstance(m, _BATCHNORM)
+                and m.running_mean is not None and m.running_var is not None):  # fmt: skip
+            conv = prev.module
+            w, b = conv.weight.detach(), conv.bias  # type: ignore[union-attr]
+            g = (m.running_var + m.eps).rsqrt()
+            if m.weight is not None:
+                g = g * m.weight.detach()
+            shift = -m.running_mean if b is None else b.detach() - m.running_mean
+            bias = shift * g + (0.0 if m.bias is None else m.bias.detach())
+            folded = copy.copy(conv)  # a shallow copy: its own parameter dict, same config
+            folded._parameters = {
+                "weight": nn.Parameter(w * g.view(-1, *(1,) * (w.dim() - 1)), False),
+                "bias": nn.Parameter(bias.to(w.dtype), False),
+            }
+            out[-1] = replace(prev, module=folded)
+            continue
+        out.append(op)
+    return out
+
+
+_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
 def levels(ops: list[Op], size: tuple[int, ...], channels: int) -> list[Level]:
