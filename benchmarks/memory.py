@@ -13,15 +13,33 @@ batch run) and once at the end; on CUDA, ``torch.cuda.max_memory_allocated`` too
 
 Target: the compared peak grows by less than 2x for 10x the samples.
 
+With ``--case NAME[,NAME...]`` (``--case`` alone or ``--case all``: seed, resnet2d, eeg,
+fcn) the sweep is measured on the cases of ``benchmarks/sweep.py`` instead: per (case,
+size) a fresh process builds the model with ``case_setup``, then streams batches drawn like
+its ``x`` (same sample shape; seeded normal noise with x's mean and spread; seeded random
+labels) through ``shift_sweep_stream`` over the case's shifts, mode and the engine interp
+picks, for 32 and 320 samples by default. ``ru_maxrss`` is read after setup (model built,
+one warm-up batch swept: 256 samples, the batch interp re-cuts every stream into, so the
+set-up already holds the working set of the largest batch a run forms) and at the end; the
+figure compared is the peak growth, end minus after setup, i.e. what accumulates with the
+number of samples, with the growth at N floored at 1 MiB so that a run that does not grow
+at all is not divided by zero; ``--json`` adds one JSON object per case on stdout.
+``--mmap-threshold 131072`` fixes glibc's mmap threshold in the children, so that freed
+large blocks go back to the system and RSS follows live tensors rather than the heap's
+retention: a growth that stays with it is a buffer kept alive, one that goes is the
+allocator's.
+
     python benchmarks/memory.py              # seed_cnn-sized model, random weights
     python benchmarks/memory.py --small      # a small stand-in (seconds on a laptop)
     python benchmarks/memory.py --device cuda --sizes 2000 20000
+    python benchmarks/memory.py --case seed,eeg,fcn,resnet2d --json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -30,6 +48,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_LENGTH = 1024
+CASES = ("seed", "resnet2d", "eeg", "fcn")  # benchmarks/sweep.py's, in its order
+CASE_SIZES = (32, 320)
+CASE_BATCH = 16  # samples per streamed batch in --case runs: N = 2 batches, 10N = 20
+FLOOR_KIB = 1024  # growth at N below 1 MiB counts as 1 MiB in the ratio
 
 
 def build(small: bool):
@@ -69,12 +91,80 @@ def rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
+def case_batches(n: int, shape: tuple[int, ...], mean: float, std: float, classes: int,
+                 size: int, device: str):  # fmt: skip
+    """Seeded (x, y) batches shaped like a case's ``x``, generated one at a time."""
+    import torch
+
+    for start in range(0, n, size):
+        gen = torch.Generator().manual_seed(start)
+        b = min(size, n - start)
+        x = torch.randn((b, *shape), generator=gen).mul_(std).add_(mean)
+        yield x.to(device), torch.randint(0, classes, (b,), generator=gen).to(device)
+
+
+def case_child(args: argparse.Namespace) -> None:
+    """Sweep ``args.child`` streamed samples of benchmark case ``args.case``; one JSON line."""
+    import torch
+
+    from benchmarks.sweep import case_setup
+    from interp._batches import BATCH
+    from interp.shifts import parse_shifts
+    from interp.sweep.core import shift_sweep_stream
+
+    torch.set_num_threads(args.threads)
+    model, x, spec, mode, what = case_setup(args.case, args.seed)
+    model = model.to(args.device).eval()
+    shape, mean, std = tuple(x.shape[1:]), float(x.mean()), float(x.std())
+    with torch.inference_mode():
+        classes = int(model(x[:1].to(args.device)).shape[-1])
+    del x
+    shifts = parse_shifts(spec, len(shape) - 1)
+    total_shifts = len(shifts)
+    if args.max_shifts and len(shifts) > args.max_shifts:  # evenly spaced, ends included
+        k = args.max_shifts
+        shifts = [shifts[round(i * (len(shifts) - 1) / max(k - 1, 1))] for i in range(k)]
+    start_kib = rss_kib()  # torch, interp, the model and case_setup's x
+    n, size = args.child, args.batch or CASE_BATCH
+
+    def stream(count: int):
+        return case_batches(count, shape, mean, std, classes, size, args.device)
+
+    options = {"mode": mode, "engine": args.engine, "batch_size": args.rows}
+    # Warm-up: one full batch as interp re-cuts the stream (BATCH rows), so that "setup"
+    # holds the working set of the largest batch any run forms; growth after it is what
+    # accumulates with the number of samples.
+    shift_sweep_stream(model, stream(BATCH), shifts, **options)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    setup_kib = rss_kib()
+    t0 = time.perf_counter()
+    result = shift_sweep_stream(model, stream(n), shifts, **options)
+    seconds = time.perf_counter() - t0
+    assert result.n == n, (result.n, n)
+    print(
+        json.dumps(
+            {
+                "case": args.case, "what": what, "n": n, "batch": size,
+                "warmup": BATCH, "sample_shape": list(shape), "shifts": len(shifts),
+                "case_shifts": total_shifts, "spec": spec, "mode": mode,
+                "engine": result.engine, "reason": result.engine_reason,
+                "start_kib": start_kib, "setup_kib": setup_kib, "peak_kib": rss_kib(),
+                "cuda_peak_bytes": torch.cuda.max_memory_allocated()
+                if args.device == "cuda" else None,
+                "seconds": seconds, "threads": torch.get_num_threads(),
+            }
+        )
+    )  # fmt: skip
+
+
 def child(args: argparse.Namespace) -> None:
     """Run one analysis on ``args.child`` samples; print one JSON line."""
     import torch
 
-    from interp.shifts import parse_shifts
     from interp.geometry.core import structure
+    from interp.shifts import parse_shifts
     from interp.sweep.core import shift_sweep_stream
 
     torch.set_num_threads(args.threads)
@@ -138,6 +228,85 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
+def spawn_case(args: argparse.Namespace, case: str, n: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(n), "--case", case, "--seed", str(args.seed),
+           "--device", args.device, "--threads", str(args.threads), "--engine", args.engine,
+           "--max-shifts", str(args.max_shifts)]  # fmt: skip
+    cmd += ["--batch", str(args.batch)] if args.batch else []
+    cmd += ["--rows", str(args.rows)] if args.rows else []
+    env = dict(os.environ)
+    if args.mmap_threshold:  # glibc: a fixed threshold returns every large block on free
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"memory.py: case {case}, {n} samples failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_cases(args: argparse.Namespace, cases: list[str]) -> None:
+    """Peak growth of a streamed sweep for N and 10N samples, per benchmark case."""
+    log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
+    sizes = args.sizes or list(CASE_SIZES)
+    log(f"benchmarks/sweep.py cases; device {args.device}; batches of "
+        f"{args.batch or CASE_BATCH} samples; {args.threads} torch thread(s); engine "
+        f"{args.engine}; fresh process per (case, size)"
+        + (f"; MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}" if args.mmap_threshold
+           else ""))  # fmt: skip
+    log(f"{'case':<9} {'samples':>8} {'shifts':>9} {'engine':>7} {'start':>10} "
+        f"{'setup':>10} {'peak RSS':>10} {'growth':>9} {'seconds':>8}")  # fmt: skip
+    log(
+        "  (start: torch + interp + model; setup: + one warm-up batch of 256 samples swept; "
+        "growth = peak RSS - setup)"
+    )
+    for case in cases:
+        rows = [spawn_case(args, case, n) for n in sizes]
+        for r in rows:
+            r["growth_kib"] = r["peak_kib"] - r["setup_kib"]
+            shifts = f"{r['shifts']}/{r['case_shifts']}"
+            log(f"{case:<9} {r['n']:>8,} {shifts:>9} {r['engine']:>7} "
+                f"{r['start_kib'] / 1024:>6.0f} MiB {r['setup_kib'] / 1024:>6.0f} MiB "
+                f"{r['peak_kib'] / 1024:>6.0f} MiB {r['growth_kib'] / 1024:>5.1f} MiB "
+                f"{r['seconds']:>8.1f}")  # fmt: skip
+        small, large = rows
+        ratio = max(large["growth_kib"], 0) / max(small["growth_kib"], FLOOR_KIB)
+        met = ratio < 2
+        note = (
+            ""
+            if small["shifts"] == small["case_shifts"]
+            else (f"; {small['shifts']} of the case's {small['case_shifts']} shifts (--max-shifts)")
+        )
+        work = [r["peak_kib"] - r["start_kib"] for r in rows]  # the sweep's whole footprint
+        log(
+            f"  {case}: peak growth x{ratio:.2f} for x{large['n'] / small['n']:g} samples "
+            f"(target < 2x): {'OK' if met else 'OVER TARGET'}; engine {small['engine']}{note}"
+        )
+        log(f"  {case}: working memory (peak RSS - start) {work[0] / 1024:.0f} -> "
+            f"{work[1] / 1024:.0f} MiB, x{work[1] / max(work[0], 1):.2f}")  # fmt: skip
+        if args.json:
+            print(json.dumps({
+                "case": case, "samples_small": small["n"], "samples_large": large["n"],
+                "peak_small_mb": small["growth_kib"] / 1024,
+                "peak_large_mb": large["growth_kib"] / 1024,
+                "ratio": ratio, "target_met": met,
+                "peak_is": "growth of ru_maxrss from after setup to the end, MiB; ratio "
+                "floors the small growth at 1 MiB",
+                "working_small_mb": work[0] / 1024, "working_large_mb": work[1] / 1024,
+                "working_ratio": work[1] / max(work[0], 1),
+                "malloc_mmap_threshold": args.mmap_threshold or None,
+                "rss_small_mb": {k: small[f"{k}_kib"] / 1024 for k in ("start", "setup", "peak")},
+                "rss_large_mb": {k: large[f"{k}_kib"] / 1024 for k in ("start", "setup", "peak")},
+                "shifts": small["shifts"], "case_shifts": small["case_shifts"],
+                "spec": small["spec"], "mode": small["mode"], "engine": small["engine"],
+                "engine_reason": small["reason"], "batch": small["batch"],
+                "warmup": small["warmup"],
+                "sample_shape": small["sample_shape"], "device": args.device,
+                "threads": small["threads"],
+                "seconds": {"small": small["seconds"], "large": large["seconds"]},
+                "cuda_peak_bytes": {"small": small["cuda_peak_bytes"],
+                                    "large": large["cuda_peak_bytes"]},
+            }), flush=True)  # fmt: skip
+
+
 def spawn(args: argparse.Namespace, what: str, n: int) -> dict:
     cmd = [
         sys.executable,
@@ -169,9 +338,30 @@ def mib(kib_or_bytes: float, unit: str = "kib") -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="small stand-in model")
-    parser.add_argument("--sizes", type=int, nargs=2, default=[2000, 20000])
+    parser.add_argument("--sizes", type=int, nargs=2, default=None,
+                        help="N and 10N (default: 2000 20000; 32 320 with --case)")  # fmt: skip
     parser.add_argument("--shifts", help="shift spec (default: 5 shifts, 21 with --small)")
-    parser.add_argument("--batch", type=int, default=256, help="samples per streamed batch")
+    parser.add_argument("--case", nargs="?", const="all", default=None,
+                        help="NAME[,NAME...] of benchmarks/sweep.py's cases (alone or 'all': "
+                        f"{', '.join(CASES)})")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="case_setup's seed (--case)")
+    parser.add_argument("--max-shifts", type=int, default=0,
+                        help="--case: at most this many of a case's shifts, evenly spaced "
+                        "(0: all)")  # fmt: skip
+    parser.add_argument("--mmap-threshold", type=int, default=0,
+                        help="--case: run the children with glibc's MALLOC_MMAP_THRESHOLD_ "
+                        "fixed at this many bytes, so that RSS tracks live memory")  # fmt: skip
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="--case: one JSON object per case on stdout, the table on stderr",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help=f"samples per streamed batch (default 256; {CASE_BATCH} with --case)",
+    )
     parser.add_argument("--rows", type=int, default=None, help="sweep batch_size (model inputs)")
     parser.add_argument("--engine", default="auto", choices=["auto", "fast", "brute"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -181,6 +371,22 @@ def main() -> None:
     parser.add_argument("--what", default="sweep", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    if args.case is not None:
+        names = list(CASES) if args.case == "all" else [c for c in args.case.split(",") if c]
+        unknown = [c for c in names if c not in CASES]
+        if args.shifts:
+            parser.error("--shifts is for the seed_cnn/--small runs; --case uses each case's "
+                         "own shifts (--max-shifts thins them)")  # fmt: skip
+        if unknown or not names:
+            parser.error(f"--case: unknown {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(CASES)} or all")  # fmt: skip
+        if args.child is not None:
+            case_child(args)
+        else:
+            run_cases(args, names)
+        return
+    args.sizes = args.sizes or [2000, 20000]
+    args.batch = args.batch or 256
     if args.child is not None:
         child(args)
         return
