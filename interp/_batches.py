@@ -228,8 +228,13 @@ def rebatch(
         held += xb.shape[0]
         while held >= size:
             x_all, y_all = torch.cat(xs), torch.cat(ys)
+            held -= size
+            # The leftover rows are copied out before the yield: a view of them would pin
+            # the whole of x_all (one batch more in memory) while the caller works.
+            xs = [x_all[size:].clone()] if held else []
+            ys = [y_all[size:].clone()] if held else []
             yield x_all[:size], y_all[:size]
-            xs, ys, held = [x_all[size:]], [y_all[size:]], held - size
+            del x_all, y_all
     if held:
         yield torch.cat(xs), torch.cat(ys)
 
