@@ -357,3 +357,37 @@ def test_augment_streams_fresh_examples_from_a_draw():
     epochs = len(seeds) // -(-len(x) // aug.BATCH)
     assert len(seeds) == epochs * -(-len(x) // aug.BATCH)
     assert f"{epochs * len(x):,} fresh examples" in notes[0]
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.1])
+def test_training_dropout_keeps_each_element_with_probability_1_minus_p(p):
+    """augment's training Dropout: a Bernoulli(1 - p) keep mask scaled by 1 / (1 - p), as
+    nn.Dropout; checked by the law (kept = x / (1 - p), others 0) and a 6-sigma binomial
+    bound on the kept fraction, in every 16-bit lane of its 64-bit draws (p to 16 bits)."""
+    from interp.remedies.augment import _Dropout
+
+    drop = _Dropout(p).train()
+    assert abs(round(p * 65536) / 65536 - p) <= 2**-17  # p, to 16 bits
+    p = round(p * 65536) / 65536
+    torch.manual_seed(0)
+    x = torch.rand(64, 4097) + 0.5  # no zeros, so a dropped element is recognisable
+    out = drop(x)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], x[kept] / (1 - p), rtol=1e-6, atol=0)
+    n = kept.numel()
+    sigma = (p * (1 - p) / (n / 4)) ** 0.5
+    flat = kept.flatten()
+    for lane in range(4):
+        assert abs(flat[lane::4].float().mean().item() - (1 - p)) < 6 * sigma
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_augment_saves_the_models_own_dropout_modules():
+    model = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+                          nn.Dropout(0.3), nn.Flatten(), nn.Linear(64, 2)).eval()  # fmt: skip
+    x, y = _spikes(64)
+    xt, yt = _spikes(32, seed=1)
+    res = fix(model, x, y, x_test=xt, y_test=yt, strategies="augment", shifts=range(-16, 17))
+    fixed = res.remedy("augment").model
+    assert [type(m) for m in fixed] == [type(m) for m in model]
+    assert fixed[2].p == 0.3 and not fixed.training
