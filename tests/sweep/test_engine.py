@@ -183,15 +183,23 @@ def test_pooled_heads_before_more_layers_equal_brute_force(name: str, mode: str)
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("how", ["strips", "taps"])
+@pytest.mark.parametrize("how", ["strips", "taps", "taps_then_strips", "strips_then_taps"])
 @pytest.mark.parametrize("name", sorted(MODELS_1D))
 def test_1d_bands_by_strips_and_by_taps_equal_brute_force(name: str, how: str, mode: str,
                                                           monkeypatch) -> None:  # fmt: skip
-    # The cost estimate picks one per layer; each way alone must be exact.
+    # The cost estimate picks one per layer; each way alone, and the two alternating
+    # (a tap layer computes only the band outputs its reader needs), must be exact.
     import interp.sweep.engine.core as engine_core
 
-    monkeypatch.setattr(engine_core, "strip_layers",
-                        lambda ops, geo, plans: [op.windowed and how == "strips" for op in ops])
+    def pick(ops, geo, plans):
+        windowed = [i for i, op in enumerate(ops) if op.windowed]
+        first = {"strips": True, "taps": False, "taps_then_strips": False,
+                 "strips_then_taps": True}[how]  # fmt: skip
+        alternate = "then" in how
+        return [i in windowed and (first if not alternate or windowed.index(i) % 2 == 0
+                                   else not first) for i in range(len(ops))]  # fmt: skip
+
+    monkeypatch.setattr(engine_core, "strip_layers", pick)
     x = torch.randn(3, 2, 64, generator=torch.Generator().manual_seed(11))
     model = _seeded(MODELS_1D[name](), x, 2)
     _check(model, x, SHIFTS_1D, mode)

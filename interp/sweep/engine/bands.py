@@ -93,6 +93,38 @@ def tap_plan(ops: list[Op], geo: list[Level]) -> list[list[_Tap]]:
     return plans
 
 
+def needed_only(ops: list[Op], geo: list[Level], plans: list[list[_Tap]],
+                strips: list[bool]) -> list[list[_Tap]]:  # fmt: skip
+    """``plans`` cut to the band outputs something reads: the head reads every band
+    position of the last map, a strip layer every band position of its input, a tap
+    layer only the inputs its kept outputs' padding-or-band taps read. (Seed-like
+    chains: a 128-tap conv has ~127 band outputs, of which the pooling reads a few.)"""
+    out = [list(p) for p in plans]
+    needed: set[int] | None = None  # None: every band position
+    for i in reversed(range(len(ops))):
+        if not ops[i].windowed:
+            continue
+        if needed is not None:
+            out[i] = [t for t in plans[i] if t.out in needed]
+        if strips[i]:
+            needed = None
+        else:
+            size = geo[i].size[0]
+            needed = {t.pos[k] for t in out[i] for k in t.other if 0 <= t.pos[k] < size}
+    return out
+
+
+def _runs(positions: list[int]) -> list[tuple[int, int]]:
+    """Sorted positions as maximal runs ``(start, stop)`` of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for p in sorted(positions):
+        if runs and runs[-1][1] == p:
+            runs[-1] = (runs[-1][0], p + 1)
+        else:
+            runs.append((p, p + 1))
+    return runs
+
+
 def strip_layers(ops: list[Op], geo: list[Level], plans: list[list[_Tap]]) -> list[bool]:
     """Per layer: recompute its bands from padded strips (True) or tap by tap (False).
 
@@ -179,8 +211,9 @@ def bands_1d(ops: list[Op], geo: list[Level], plans: list[list[_Tap]], kept: lis
                 delta = _true(bands, where, like) - _at(node_in, idx[None, :] + q_in, per[i])
                 base = _linear(op, base, delta, tap.other, where, geo[i].size[0])
             new[tap.out] = base
-        bands = {box: torch.stack([new[p] for p in range(box[0][0], box[0][1])], -1)
-                 for box in band_boxes(geo[i + 1])}  # fmt: skip
+        # (every band position when a strip or the head reads them, else the few read)
+        bands = {((a, b),): torch.stack([new[p] for p in range(a, b)], -1)
+                 for a, b in _runs(list(new))}  # fmt: skip
     return bands
 
 

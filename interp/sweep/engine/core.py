@@ -39,6 +39,7 @@ from interp.sweep.engine.bands import (
     bands_1d,
     bands_nd,
     phase,
+    needed_only,
     strip_layers,
     tap_plan,
 )
@@ -290,6 +291,7 @@ def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
     periods = None if length is None else [geo[0].size[0] // lv.stride[0] for lv in geo]
     plans = tap_plan(ops, geo) if dims == 1 else []
     strips = strip_layers(ops, geo, plans) if dims == 1 else []
+    plans = needed_only(ops, geo, plans, strips) if dims == 1 else []
     chunk = max(1, max_bytes // (n * _pair_bytes(ops, geo, xb.element_size(), plans)))
     members, items = [], []
     for g in groups:
