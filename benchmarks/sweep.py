@@ -115,6 +115,79 @@ def _fcn(seed: int, gen: torch.Generator) -> tuple[torch.nn.Module, torch.Tensor
     return model, x, "-128:128", "roll", what
 
 
+def border_cost(model: torch.nn.Module, x: torch.Tensor, shifts: list[Any]) -> dict[str, Any]:
+    """Why an exact engine cannot beat brute force here: its cost in forwards per shift.
+
+    From the traced structure: per conv call site, the fraction of its output positions
+    whose input window (``j*stride - offset ... + receptive_field - 1``) reaches the
+    padding; those must be recomputed for every shift. Per stage (the first part of the
+    call-site name, ``stem`` for the layers before ``layer1``) the fraction of the stage's
+    last map and its share of a forward's multiply-adds. ``borders``: the dirty share of
+    all multiply-adds, i.e. forwards per shift of border work even layer by layer;
+    ``trunk``: the valid trunk runs once per stride phase on an input extended by the
+    shift span, ``phases * extended area / input area / shifts`` forwards per shift.
+    Brute force costs 1 forward per shift; an exact engine at least ``borders + trunk``.
+    """
+    from interp.geometry.core import structure
+
+    geo = structure(model, x[:1])
+    modules = dict(model.named_modules())
+    sizes = [int(v) for v in x.shape[2:]]
+    stages: dict[str, dict[str, float]] = {}
+    total = dirty = 0.0
+    stage = "stem"
+    for lay in geo.layers:
+        if not lay.receptive_field or not lay.stride or lay.offset is None:
+            continue  # positions have collapsed (the head)
+        if lay.name.startswith("layer"):
+            stage = lay.name.split(".")[0]  # functional call sites (add) stay in theirs
+        clean = 1.0
+        for n, rf, st, off, m in zip(sizes, lay.receptive_field, lay.stride, lay.offset,
+                                     lay.output_shape[1:], strict=True):  # fmt: skip
+            ok = sum(1 for j in range(m) if j * st - off >= 0 and j * st - off + rf <= n)
+            clean *= ok / m
+        info = stages.setdefault(stage, {"macs": 0.0})
+        info["dirty_fraction"] = 1 - clean  # of the stage's last map, in the end
+        module = modules.get(lay.name.split("#")[0])
+        if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)):
+            macs = float(torch.tensor(lay.output_shape).prod()) * module.weight[0].numel()
+            info["macs"] += macs
+            total += macs
+            dirty += (1 - clean) * macs
+        if lay.name == geo.head.reads:
+            break  # the head's own layers (global pool) are not trunk
+    table = torch.tensor([s if isinstance(s, tuple) else (s,) for s in shifts])
+    final = geo.layers[-1].stride if geo.head.reads is None else next(
+        lay.stride for lay in geo.layers if lay.name == geo.head.reads)  # fmt: skip
+    phases, area = 1, 1.0
+    for a, n in enumerate(sizes):
+        phases *= len(set(table[:, a].remainder(final[a]).tolist()))
+        area *= (n + int(table[:, a].max() - table[:, a].min())) / n
+    trunk = phases * area / len(shifts)
+    # Even sharing every layer between the phases that agree on it (a layer of cumulative
+    # stride s needs one pass per distinct shift residue mod s, not one per final phase)
+    # and with no border work at all, the trunk alone costs this many forwards per shift:
+    shared = 0.0
+    for lay in geo.layers:
+        module = modules.get(lay.name.split("#")[0])
+        if not isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d)) or not lay.stride:
+            continue
+        macs = float(torch.tensor(lay.output_shape).prod()) * module.weight[0].numel()
+        need = 1
+        for a, st in enumerate(lay.stride):
+            need *= len(set(table[:, a].remainder(st).tolist()))
+        shared += macs / total * need * area / len(shifts)
+    return {
+        "stages": {k: {"dirty_fraction": round(v["dirty_fraction"], 4),
+                       "macs_share": round(v["macs"] / total, 4)} for k, v in stages.items()},
+        "borders_forwards_per_shift": dirty / total, "phases": phases,
+        "trunk_forwards_per_shift": trunk,
+        "engine_forwards_per_shift_at_least": dirty / total + trunk,
+        "trunk_shared_by_phase_forwards_per_shift": shared,
+        "brute_forwards_per_shift": 1.0,
+    }  # fmt: skip
+
+
 def _brute(model: torch.nn.Module, x: torch.Tensor, shifts: list[Any], mode: str,
            rows: int, channels_last: bool) -> torch.Tensor:  # fmt: skip
     """What a user writes: stack many shifted copies, one big forward per chunk."""
@@ -195,8 +268,11 @@ def main() -> None:
     # structure() runs inside sweep_logits too (counted in engine_s); timed alone here so
     # the fixed cost per call is visible next to the per-sample work.
     t_structure, _ = _timed(lambda: structure(model, x[:1]), device)
+    # Warm (one small call: allocator, FFT plans), then the median of 3, as the forward
+    # pass (median of 5) and brute force (warmed by its tuning) are measured.
+    sweep_logits(model, x[:2], shifts, mode=mode)
     t_engine, (fast, engine, reason) = _timed(
-        lambda: sweep_logits(model, x, shifts, mode=mode), device)  # fmt: skip
+        lambda: sweep_logits(model, x, shifts, mode=mode), device, repeat=3)  # fmt: skip
     log(f"{args.case}: {what}; x {tuple(x.shape)}, {len(shifts)} shifts, {mode}; engine "
         f"{engine}: {reason}")  # fmt: skip
 
@@ -245,6 +321,8 @@ def main() -> None:
     }  # fmt: skip
     if args.case == "fcn":
         result["fcn_widths"] = list(FCN_WIDTHS)
+    if args.case == "resnet2d":
+        result["why_brute"] = border_cost(model, x, shifts)
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return
@@ -261,6 +339,19 @@ def main() -> None:
     print(f"engine {result['brute_over_engine']:.1f}x faster than brute force; max |diff| "
           f"{diff:.3g} (max |logit| {scale:.3g}); argmax agreement {agree:.4f}; load average "
           f"{result['load_average']:.1f}")  # fmt: skip
+    if "why_brute" in result:
+        why = result["why_brute"]
+        print("\nwhy exactness cannot beat brute force here (window reaches the padding):")
+        for name, st in why["stages"].items():
+            print(f"  {name:8s} {100 * st['dirty_fraction']:5.1f}% of positions dirty, "
+                  f"{100 * st['macs_share']:5.1f}% of a forward's multiply-adds")  # fmt: skip
+        print(f"  borders {why['borders_forwards_per_shift']:.2f} forwards per shift + trunk on "
+              f"{why['phases']} stride phases {why['trunk_forwards_per_shift']:.2f} = at least "
+              f"{why['engine_forwards_per_shift_at_least']:.2f} forwards per shift for an exact "
+              "engine, against 1 for brute force")  # fmt: skip
+        print(f"  sharing each layer between the phases that agree on it, with no border "
+              f"work at all: {why['trunk_shared_by_phase_forwards_per_shift']:.2f} forwards "
+              "per shift")  # fmt: skip
 
 
 if __name__ == "__main__":
