@@ -135,7 +135,8 @@ def blur(
         label="blur head refit",
         head_epochs=3,
     )
-    notes.insert(0, f"anti-aliased {len(names)} strided pooling layer(s): {', '.join(names)}")
+    layers = ", ".join(f"{n!r} ({type(model.get_submodule(n)).__name__})" for n in names)
+    notes.insert(0, f"anti-aliased {len(names)} strided pooling layer(s): {layers}")
     return fixed, time.perf_counter() - start, notes
 
 
