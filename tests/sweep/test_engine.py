@@ -334,6 +334,23 @@ def test_random_1d_stacks_equal_brute_force(case, seed: int) -> None:
     _check_some_engine(model, x, shifts, mode)
 
 
+def test_band_position_reading_only_padding() -> None:
+    # The last map position of the stride-3 trunk reads input 10 of 9 (pure padding): its
+    # crop window was empty and the trunk did not run on it (a draw the random stacks found).
+    model = nn.Sequential(
+        nn.Conv1d(1, 1, 1, padding=2), nn.ReLU(), nn.Conv1d(1, 1, 1, stride=3), nn.ReLU(),
+        nn.Conv1d(1, 1, 3, dilation=2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3),
+    )
+    x = torch.randn(2, 1, 9, generator=torch.Generator().manual_seed(0))
+    model = _seeded(model, x, 0)
+    from interp.sweep.engine.graph import graph_logits
+
+    for mode in MODES:
+        shifts = [0, 1, -4, 7]
+        fast = graph_logits(model, x, shifts, mode, require_gain=False)
+        assert_exact(fast, model, x, shifts, mode)
+
+
 @st.composite
 def stacks_2d(draw):
     """A random chain of 1-2 Conv2d (+ pooling) blocks with per-axis geometry, and a head."""

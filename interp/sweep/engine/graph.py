@@ -327,6 +327,14 @@ class _Plan:
             e = min(n, (p1 - 1) * s - o + r)
             if e < n:  # room for the stride: the crop's own last positions are not read
                 e = min(n, e + s)
+            # A band position whose field lies wholly in the padding (a right band past the
+            # input, or a left one before it) leaves a window shorter than one field, even
+            # empty, and the trunk would not run on it: widen it away from the border, the
+            # start by whole strides so the crop's positions stay on the map's grid.
+            if e - a < r:
+                if e == n:
+                    a = max(0, a - s * -(-(r - (e - a)) // s))
+                e = min(n, max(e, a + r))
             out.append((a, e))
         return tuple(out)
 
