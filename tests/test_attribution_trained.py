@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import interp
-from interp.cli.main import main
 from interp.attribution.core import attribution_across_shifts
+from interp.cli.main import main
 
 pytestmark = pytest.mark.slow
 TRAINED = Path(__file__).resolve().parents[1] / "trained"

@@ -21,8 +21,8 @@ from torch import nn
 
 import interp
 from interp.errors import InterpError
-from interp.reporting.jsonio import without_volatile
 from interp.reporting.choose import attribution_shifts, pick_samples, telling
+from interp.reporting.jsonio import without_volatile
 from interp.reporting.render_md import escape
 from interp.reporting.verdict import fmt_shift, verdict
 

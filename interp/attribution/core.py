@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from interp._guard import inspecting
 from interp.attribution.align import align, displacement, frame_shifts, peaks, similarity
 from interp.attribution.checks import (
     check_inputs,
@@ -30,10 +31,9 @@ from interp.attribution.checks import (
 )
 from interp.attribution.methods import METHODS, Method, captum_safe, get_method, run
 from interp.attribution.options import head_weights, resolve, settings
-from interp._guard import inspecting
-from interp.shifts import check_mode, normalize_shifts, shift_many
 from interp.geometry.core import Structure
 from interp.geometry.core import structure as _structure
+from interp.shifts import check_mode, normalize_shifts, shift_many
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

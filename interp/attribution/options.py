@@ -18,8 +18,8 @@ from torch import nn
 from interp._util import json_float
 from interp.attribution.methods import Method
 from interp.errors import InterpError
-from interp.hooks import check_layers, record
 from interp.geometry.core import Structure
+from interp.hooks import check_layers, record
 
 # Rows (inputs x steps) one forward/backward may hold: bounds memory, not results.
 ROW_BUDGET_BYTES = 1 << 30

@@ -20,15 +20,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from interp.loading.examples import check_xy, class_names, examples
 from interp._version import __version__
 from interp.errors import InterpError
+from interp.geometry.core import structure
+from interp.loading.examples import check_xy, class_names, examples
 from interp.reporting import sections_arch, sections_data, sections_fix
 from interp.reporting.blocks import Section
 from interp.reporting.jsonio import SCHEMA, dumps, jsonable
 from interp.reporting.result import Report
 from interp.reporting.verdict import verdict
-from interp.geometry.core import structure
 
 DEFAULT_METHOD = "integrated_gradients"
 

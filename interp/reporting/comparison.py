@@ -13,9 +13,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from interp.loading.examples import sample_recipe
 from interp._version import __version__
 from interp.errors import InterpError
+from interp.loading.examples import sample_recipe
 from interp.reporting.blocks import (
     Bullets,
     Gallery,
@@ -26,15 +26,15 @@ from interp.reporting.blocks import (
     figure_ref,
     omitted,
 )
-from interp.reporting.figures import plot_compare_accuracy
-from interp.reporting.formatting import fmt_shift, pct, size
-from interp.reporting.jsonio import COMPARE_SCHEMA, dumps, jsonable
-from interp.reporting.result import Report
 from interp.reporting.build import (
     DEFAULT_METHOD,
     default_shift_spec,
     report,
 )
+from interp.reporting.figures import plot_compare_accuracy
+from interp.reporting.formatting import fmt_shift, pct, size
+from interp.reporting.jsonio import COMPARE_SCHEMA, dumps, jsonable
+from interp.reporting.result import Report
 
 
 def _names(models: Sequence[tuple[Any, Any]]) -> list[str]:

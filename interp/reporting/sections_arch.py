@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from interp._util import default_unit
-from interp.reporting.blocks import Bullets, Note, Paragraph, Section, Table
 from interp.geometry.core import Structure, explain
+from interp.reporting.blocks import Bullets, Note, Paragraph, Section, Table
 
 
 def _fmt(value: Any) -> str:

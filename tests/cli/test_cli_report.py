@@ -215,8 +215,10 @@ def test_shipped_seed_models_side_by_side(tmp_path):
     root = Path(__file__).resolve().parents[2] / "trained"
     names = ["seed_cnn", "seed_gap", "seed_aug"]
     out = tmp_path / "cmp"
+    # saliency: Integrated Gradients' 50 steps per map were half of this test's time
     result = run(["compare", *[root / f"{n}.pt" for n in names], "--out", out,
-                  "--samples", "64", "--shifts=-4000:4000:500", "--quiet"])  # fmt: skip
+                  "--samples", "64", "--shifts=-4000:4000:500", "--quiet",
+                  "--method", "saliency"])  # fmt: skip
     assert result.exit_code == 0, result.output
     d = json.loads((out / "report.json").read_text())
     verdicts = {n: m["verdict"] for n, m in zip(d["names"], d["models"], strict=True)}

@@ -197,5 +197,5 @@ def test_data_the_model_takes_as_it_is_is_accepted(tmp_path):
     data = load_data(path, model=model)
     assert tuple(data.x.shape) == (5, 4, 40)
     np.savez(path, x=np.zeros((2, 4, 40), "float32"), y=np.array([0, 2]))
-    with pytest.raises(interp.InterpError, match="out of range|2"):
+    with pytest.raises(interp.InterpError, match=r"out of range|2"):
         load_data(path, model=model)  # 2 logits measured, so label 2 is refused

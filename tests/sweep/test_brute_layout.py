@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from interp.shifts import shift
 from interp.sweep.core import sweep_logits
 from interp.sweep.logits import brute_logits
-from interp.shifts import shift
 
 
 class _Viewing(nn.Module):
@@ -32,7 +32,8 @@ def _oracle(model: nn.Module, x: torch.Tensor, shifts: list) -> torch.Tensor:
 def test_channels_last_brute_force_equals_the_plain_forward():
     gen = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 3)).double().eval()  # fmt: skip
+                          nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 3))  # fmt: skip
+    model = model.double().eval()
     x = torch.randn(3, 2, 6, 6, generator=gen, dtype=torch.float64)
     shifts = [(0, 0), (1, -2), (3, 3), (-5, 1)]
     got = brute_logits(model, x, shifts, "roll", rows=8, channels_last=True)
@@ -51,5 +52,6 @@ def test_a_forward_that_views_its_map_falls_back_to_the_default_layout():
         pass
     logits, engine, _ = sweep_logits(model, x, shifts, mode="roll", engine="brute")
     assert engine == "brute"
-    torch.testing.assert_close(logits.double(), _oracle(model, x, shifts), rtol=0,
-                               atol=1e-6 * (1 + _oracle(model, x, shifts).abs().max().item()))  # fmt: skip
+    want = _oracle(model, x, shifts)
+    torch.testing.assert_close(logits.double(), want, rtol=0,
+                               atol=1e-6 * (1 + want.abs().max().item()))  # fmt: skip

@@ -340,7 +340,7 @@ def test_band_position_reading_only_padding() -> None:
     model = nn.Sequential(
         nn.Conv1d(1, 1, 1, padding=2), nn.ReLU(), nn.Conv1d(1, 1, 1, stride=3), nn.ReLU(),
         nn.Conv1d(1, 1, 3, dilation=2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3),
-    )
+    )  # fmt: skip
     x = torch.randn(2, 1, 9, generator=torch.Generator().manual_seed(0))
     model = _seeded(model, x, 0)
     from interp.sweep.engine.graph import graph_logits

@@ -10,10 +10,10 @@ import torch
 from conftest import _seeded, no_hooks_left
 from torch import nn
 
-from interp.sweep.per_layer import equivariance, interior
 from interp.errors import InterpError
-from interp.shifts import shift
 from interp.geometry.core import strided_layers, structure
+from interp.shifts import shift
+from interp.sweep.per_layer import equivariance, interior
 
 
 def circular_1d() -> nn.Sequential:

@@ -38,8 +38,8 @@ from interp.sweep.engine.bands import (
     Phase,
     bands_1d,
     bands_nd,
-    phase,
     needed_only,
+    phase,
     strip_layers,
     tap_plan,
 )
