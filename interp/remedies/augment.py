@@ -5,7 +5,8 @@ range (per spatial axis), freshly for every pass. First the head alone (everythi
 after the feature map it reads), then, if asked, the whole model for ``epochs`` more
 epochs at a tenth of the learning rate. Adam, a local seeded generator for every
 draw (the global RNG is forked, so Dropout is seeded too and the caller's RNG is
-untouched), early stopping on held-out accuracy (the best epoch is kept).
+untouched), early stopping on held-out accuracy (the best epoch is kept). What is
+scored and kept is the average of the last ~2 epochs' weights (:class:`_Average`).
 
 Two things make the head-only phase cheap and its data plentiful:
 
@@ -20,6 +21,7 @@ Two things make the head-only phase cheap and its data plentiful:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 import time
@@ -34,9 +36,10 @@ from interp.remedies.trunk import batches, sequential_index, split_site
 from interp.shifts import shift
 
 HEAD_EPOCHS = 6  # passes over the training set ...
-STREAM_EPOCHS = 24  # ... or, when fresh examples are drawn, that many sets' worth
+STREAM_EPOCHS = 18  # ... or, when fresh examples are drawn, that many sets' worth
 PATIENCE = 4  # evaluations without a better held-out accuracy before stopping
 LR = 1e-3
+AVERAGE_STEPS = 100  # the averaged weights span ~2 epochs' steps, at most this many
 BATCH = 32
 CACHE_BYTES = 1 << 30  # held-out features kept in memory up to this size
 STREAM_SEED = 3_000_000  # fresh draws use seeds from here on (recipe held-out: 1_000_000)
@@ -237,6 +240,7 @@ def _train(
     val = _Held(work, split, x_val, y_val, modes)
     best = val.score()
     best_state = copy.deepcopy(work.state_dict())
+    average = _Average(params, min(AVERAGE_STEPS, 2 * feed.steps))
     bad = 0
     bar = None
     if progress:
@@ -252,14 +256,17 @@ def _train(
                     loss = nn.functional.cross_entropy(split.logits(f), yb)
                     loss.backward()
                     opt.step()
+                average.update()
                 if bar is not None:
                     bar.update(1)
-            acc = val.score()
+            with average.swapped():  # held out and kept: the averaged weights
+                acc = val.score()
+                if acc > best:
+                    best_state = copy.deepcopy(work.state_dict())
             if bar is not None:
                 bar.set_postfix_str(f"held-out {100 * acc[0]:.1f}%")
             if acc > best:
                 best, bad = acc, 0
-                best_state = copy.deepcopy(work.state_dict())
             else:
                 bad += 1
                 if bad >= PATIENCE:
@@ -270,6 +277,43 @@ def _train(
             bar.close()
     work.load_state_dict(best_state)
     return best[0], 0
+
+
+class _Average:
+    """A bias-corrected exponential moving average of ``params`` over steps (Polyak).
+
+    Adam's steps on shifted examples keep moving the head around its optimum; the average
+    of the last ~``horizon`` iterates sits closer to it. As in Adam's moments the average
+    starts at zero and is divided by ``1 - decay^t``: it weights only trained iterates,
+    never the starting weights. Training continues from the raw weights; evaluation and
+    the kept model use the average.
+    """
+
+    def __init__(self, params: list[nn.Parameter], horizon: int) -> None:
+        self.params, self.decay, self.t = params, 1 - 1 / max(1, horizon), 0
+        self.avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in params]
+
+    def update(self) -> None:
+        self.t += 1
+        with torch.no_grad():
+            torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1 - self.decay)
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        if self.t == 0:  # nothing trained yet: the weights as they are
+            yield
+            return
+        raw = [p.detach().clone() for p in self.params]
+        correction = 1 - self.decay**self.t
+        with torch.no_grad():
+            for p, a in zip(self.params, self.avg, strict=True):
+                p.copy_(a / correction)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, r in zip(self.params, raw, strict=True):
+                    p.copy_(r)
 
 
 class _Dropout(nn.Module):

@@ -391,3 +391,28 @@ def test_augment_saves_the_models_own_dropout_modules():
     fixed = res.remedy("augment").model
     assert [type(m) for m in fixed] == [type(m) for m in model]
     assert fixed[2].p == 0.3 and not fixed.training
+
+
+def test_weight_average_is_the_bias_corrected_mean_of_the_iterates():
+    """augment keeps the average of its steps: sum_t d^(T-t) (1 - d) w_t / (1 - d^T), a
+    weighted mean of the trained iterates only (not the starting weights), and training
+    continues from the raw weights once the average has been looked at."""
+    from interp.remedies.augment import _Average
+
+    w = nn.Parameter(torch.tensor([5.0, -1.0], dtype=torch.float64))
+    avg = _Average([w], horizon=4)
+    d = 1 - 1 / 4
+    with avg.swapped():  # no step yet: the weights as they are
+        assert torch.equal(w.detach(), torch.tensor([5.0, -1.0], dtype=torch.float64))
+    iterates = [torch.tensor([float(t), 2.0 * t], dtype=torch.float64) for t in range(1, 7)]
+    for it in iterates:
+        with torch.no_grad():
+            w.copy_(it)
+        avg.update()
+    big_t = len(iterates)
+    weights = [d ** (big_t - t) * (1 - d) for t in range(1, big_t + 1)]
+    want = sum(c * it for c, it in zip(weights, iterates, strict=True)) / (1 - d**big_t)
+    assert abs(sum(weights) / (1 - d**big_t) - 1) < 1e-12  # a mean: the weights sum to 1
+    with avg.swapped():
+        torch.testing.assert_close(w.detach(), want, rtol=0, atol=1e-12)
+    assert torch.equal(w.detach(), iterates[-1])  # back to the raw weights
