@@ -25,7 +25,8 @@ import contextlib
 import copy
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -155,8 +156,9 @@ def tune(
     progress: bool = False,
     label: str = "augment",
     draw: Draw | None = None,
-) -> tuple[nn.Module, list[str]]:
-    """A fine-tuned copy of ``model`` (which is not changed) and notes on the training.
+) -> tuple[nn.Module, list[str], list[dict[str, Any]]]:
+    """A fine-tuned copy of ``model`` (which is not changed), notes on the training and
+    their numbers (one dict per phase: :func:`fit_note` writes the note from it).
 
     ``box`` None trains without shifts (refitting a head after another change).
     ``draw(n, seed) -> (x, y)`` draws fresh training examples (a zoo recipe); then an
@@ -169,6 +171,7 @@ def tune(
     if box is not None:
         x_val = shifted(x_val, random_shifts(len(x_val), box, gen), mode)
     notes: list[str] = []
+    fits: list[dict[str, Any]] = []
     feed = _Feed(x, y, box, mode, gen, draw, STREAM_SEED + 100_003 * seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -188,21 +191,35 @@ def tune(
             finally:
                 for parent, name, module in swapped:
                     setattr(parent, name, module)
-            seen = f"{(stopped or n_epochs) * len(x):,} " + (
-                "fresh examples" if draw is not None else "examples"
-            )
-            notes.append(
-                f"{label}, {phase}: best held-out accuracy {100 * best:.1f}% "
-                + (
-                    f"(stopped early after epoch {stopped} of {n_epochs}, {seen})"
-                    if stopped
-                    else f"after {n_epochs} epochs ({seen})"
-                )
-            )
+            fit = {
+                "phase": phase,
+                "best_held_out_accuracy": best,
+                "epochs": n_epochs,
+                "stopped_after_epoch": stopped or None,
+                "examples": (stopped or n_epochs) * len(x),
+                "fresh_examples": draw is not None,
+            }
+            fits.append(fit)
+            notes.append(fit_note(label, fit))
     work.eval()
     for p, orig in zip(work.parameters(), model.parameters(), strict=True):
         p.requires_grad_(orig.requires_grad)
-    return work, notes
+    return work, notes, fits
+
+
+def fit_note(label: str, fit: Mapping[str, Any]) -> str:
+    """The sentence for one training phase, from its numbers (``extra["training"]``)."""
+    seen = f"{fit['examples']:,} " + ("fresh examples" if fit["fresh_examples"] else "examples")
+    stopped, n_epochs = fit["stopped_after_epoch"], fit["epochs"]
+    when = (
+        f"(stopped early after epoch {stopped} of {n_epochs}, {seen})"
+        if stopped
+        else f"after {n_epochs} epochs ({seen})"
+    )
+    return (
+        f"{label}, {fit['phase']}: best held-out accuracy "
+        f"{100 * fit['best_held_out_accuracy']:.1f}% {when}"
+    )
 
 
 def _prepare(work: nn.Module, geo: Structure, *, whole: bool) -> list[nn.Parameter]:
@@ -416,15 +433,16 @@ def augment(
     epochs: int = 0,
     progress: bool = False,
     draw: Draw | None = None,
-) -> tuple[nn.Module, float, list[str]]:
-    """Fine-tune a copy with random shifts over ``box``; returns (model, seconds, notes).
+) -> tuple[nn.Module, float, list[str], list[dict[str, Any]]]:
+    """Fine-tune a copy with random shifts over ``box``; returns (model, seconds, notes,
+    fits): ``fits`` holds the numbers of each note (see :func:`tune`).
 
     ``draw(n, seed) -> (x, y)``: fresh training examples for every batch (a zoo recipe's
     sample); None passes over ``(x, y)``, each example freshly shifted every epoch.
     """
     start = time.perf_counter()
-    fixed, notes = tune(
+    fixed, notes, fits = tune(
         model, geo, x, y, x_val, y_val, box, mode=mode, seed=seed, epochs=epochs,
         progress=progress, draw=draw,
     )  # fmt: skip
-    return fixed, time.perf_counter() - start, notes
+    return fixed, time.perf_counter() - start, notes, fits

@@ -112,8 +112,9 @@ def blur(
     label: str = "the model",
     seed: int = 0,
     progress: bool = False,
-) -> tuple[nn.Module, float, list[str]]:
-    """An anti-aliased copy with a refitted head; returns (model, seconds, notes)."""
+) -> tuple[nn.Module, float, list[str], list[dict[str, Any]]]:
+    """An anti-aliased copy with a refitted head; returns (model, seconds, notes, fits)
+    (``fits``: the head refit's numbers, as :func:`interp.remedies.augment.tune`)."""
     names = check_blurrable(model, label)
     start = time.perf_counter()
     work = copy.deepcopy(model)
@@ -121,7 +122,7 @@ def blur(
     for name in names:
         _set(work, name, blur_pool(work.get_submodule(name), channels[name]))
     _check_shapes(model, work, geo, x[:1], label)
-    fixed, notes = tune(
+    fixed, notes, fits = tune(
         work,
         geo,
         x,
@@ -137,7 +138,7 @@ def blur(
     )
     layers = ", ".join(f"{n!r} ({type(model.get_submodule(n)).__name__})" for n in names)
     notes.insert(0, f"anti-aliased {len(names)} strided pooling layer(s): {layers}")
-    return fixed, time.perf_counter() - start, notes
+    return fixed, time.perf_counter() - start, notes, fits
 
 
 def _channels(model: nn.Module, names: Sequence[str], x: torch.Tensor) -> dict[str, int]:

@@ -408,7 +408,7 @@ def _run(
         # the failing range are trained on half their pattern positions only.
         if box is not None and spread:
             train_box = tuple((lo - spread, hi + spread) for lo, hi in box)
-        fixed, seconds, notes = augment(
+        fixed, seconds, notes, fits = augment(
             model,
             geo,
             x,
@@ -429,10 +429,12 @@ def _run(
             detail += f" (the failing range widened by the data's own offsets, +-{spread})"
         detail += ", fresh recipe examples" if draw else ""
         extra["train_range"] = [list(b) for b in train_box]
+        extra["training"] = fits
     else:
-        fixed, seconds, notes = blur(
+        fixed, seconds, notes, fits = blur(
             model, geo, x, y, x_val, y_val, label=label, seed=seed, progress=progress
         )
+        extra["training"] = fits
         detail = "anti-aliased pooling, head refitted"
         extra["aliasing"] = _aliasing(model, fixed, x_val)
         a = extra["aliasing"]

@@ -352,11 +352,16 @@ def test_augment_streams_fresh_examples_from_a_draw():
         return _spikes(n, seed=s)
 
     geo = structure(model, x[:1])
-    _m, _s, notes = aug.augment(model, geo, x, y, xv, yv, [(-16, 16)], draw=draw, seed=1)
+    _m, _s, notes, fits = aug.augment(model, geo, x, y, xv, yv, [(-16, 16)], draw=draw, seed=1)
     assert len(seeds) == len(set(seeds)) > 0
     epochs = len(seeds) // -(-len(x) // aug.BATCH)
     assert len(seeds) == epochs * -(-len(x) // aug.BATCH)
     assert f"{epochs * len(x):,} fresh examples" in notes[0]
+    # The note's numbers are the fit's, which report.json carries (fix.extra.training)
+    (fit,) = fits
+    assert fit["examples"] == epochs * len(x) and fit["fresh_examples"] is True
+    assert (fit["stopped_after_epoch"] or fit["epochs"]) == epochs
+    assert f"{100 * fit['best_held_out_accuracy']:.1f}%" in notes[0]
 
 
 @pytest.mark.parametrize("p", [0.25, 0.5, 0.1])
