@@ -236,6 +236,14 @@ def test_no_data_gives_structure_verdict_and_notes():
         assert not section.available
         assert "no data" in section.blocks[0].text or "sweep" in section.blocks[0].text
     assert rep.section("connectivity").available
+    # The note a left-out section prints is in report.json too, word for word.
+    md = rep.to_markdown()
+    left_out = [s for s in d["sections"] if not s["available"]]
+    assert {s["id"] for s in left_out} >= {"shifts", "explanation", "attribution"}
+    for entry in left_out:
+        assert entry["why"] == rep.section(entry["id"]).blocks[0].text
+        assert escape(entry["why"]) in md
+    assert all("why" not in s for s in d["sections"] if s["available"])
     pooled = interp.report(pooled_model(), info()).to_dict()["verdict"]
     assert pooled["translation_invariant"] is True and pooled["basis"] == "structure"
 

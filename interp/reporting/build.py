@@ -25,12 +25,17 @@ from interp.errors import InterpError
 from interp.geometry.core import structure
 from interp.loading.examples import check_xy, class_names, examples
 from interp.reporting import sections_arch, sections_data, sections_fix
-from interp.reporting.blocks import Section
+from interp.reporting.blocks import Note, Section
 from interp.reporting.jsonio import SCHEMA, dumps, jsonable
 from interp.reporting.result import Report
 from interp.reporting.verdict import verdict
 
 DEFAULT_METHOD = "integrated_gradients"
+
+
+def _why(section: Section) -> str:
+    """The note an omitted section prints instead of its content."""
+    return " ".join(b.text for b in section.blocks if isinstance(b, Note))
 
 
 @dataclass
@@ -207,8 +212,11 @@ def report(
     ctx.timings["total"] = round(time.perf_counter() - start, 3)
     ctx.content["timings"] = dict(ctx.timings)
     sections.append(sections_arch.reproducibility_section(ctx.content, ctx.timings))
+    # A section left out says why in the report; the same sentence is kept here.
     ctx.content["sections"] = [
-        {"id": s.id, "title": s.title, "available": s.available} for s in sections
+        {"id": s.id, "title": s.title, "available": s.available}
+        | ({} if s.available else {"why": _why(s)})
+        for s in sections
     ]
     # What each figure draws (line styles, shading, summaries of its arrays): its caption
     # is written from this record, and report.json keeps it beside the numbers.
