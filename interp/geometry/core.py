@@ -64,6 +64,9 @@ class Layer:
     offset: tuple[int, ...] | None
     equivariant: bool | None  # None: acts on a vector with no positions left
     role: str  # "conv", "pool", "pointwise", "global pool", "reshape", "positional head", ...
+    # The module whose forward makes this call, for a function or method call site
+    # (torch.log in an Expression module 'pool_nonlin_exp'); None for a module's own call.
+    module: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +127,7 @@ class Structure:
                     "offset": _listify(lay.offset),
                     "equivariant": lay.equivariant,
                     "role": lay.role,
+                    "module": lay.module,
                 }
                 for lay in self.layers
             ],
@@ -529,6 +533,7 @@ def _layers(
                 offset=offset if keeps else None,
                 equivariant=equivariant,
                 role=role,
+                module=n.module if n.op in ("function", "method") else None,
             )
         )
     return layers

@@ -31,6 +31,20 @@ def _layer(structure: Mapping[str, Any], name: Any) -> Mapping[str, Any]:
     return {}
 
 
+def site_ref(structure: Mapping[str, Any], name: Any) -> str:
+    """A call site's quoted name, with the module that makes the call when it is a function
+    or method inside a module's forward (the graph's names for those, 'log' or 'mul', are
+    not names in the person's code).
+
+    >>> site_ref({"layers": [{"name": "log", "module": "pool_nonlin_exp"}]}, "log")
+    "'log' (in module 'pool_nonlin_exp')"
+    >>> site_ref({"layers": [{"name": "conv", "module": None}]}, "conv")
+    "'conv'"
+    """
+    owner = _layer(structure, name).get("module")
+    return f"{name!r} (in module {owner!r})" if owner else repr(name)
+
+
 def head_clause(structure: Mapping[str, Any]) -> str:
     """What makes a positional head positional, from the structure JSON: the one wording
     the verdict, the equivariance findings and the connectivity text agree with.
@@ -44,26 +58,27 @@ def head_clause(structure: Mapping[str, Any]) -> str:
     reads, linear = head.get("reads"), head.get("linear")
     brk = head.get("breaks") or linear
     lay = _layer(structure, brk)
+    at = site_ref(structure, reads)
     kind, role = str(lay.get("type") or ""), str(lay.get("role") or "")
     if "Conv" in kind or "conv" in kind:
         return (
             f"the classifier conv {brk!r} covers every one of the {positions} positions of layer "
-            f"{reads!r}: each (kernel, position) gets its own weight, as with Flatten -> Linear"
+            f"{at}: each (kernel, position) gets its own weight, as with Flatten -> Linear"
         )
     if "fixed positions" in role or kind.endswith("getitem") or "index" in role:
         return (
-            f"the head reads fixed positions of layer {reads!r} at {brk!r} (an index, not a "
-            "pooling): the logits depend on where a pattern sits"
+            f"the head reads fixed positions of layer {at} at {site_ref(structure, brk)} (an "
+            "index, not a pooling): the logits depend on where a pattern sits"
         )
     if any(r in kind for r in ("LSTM", "GRU", "RNN")):
         return (
-            f"the recurrent layer {brk!r} reads the {positions} positions of layer {reads!r} "
+            f"the recurrent layer {brk!r} reads the {positions} positions of layer {at} "
             "in order: rolling the map changes the logits"
         )
     what = f"the head Linear {linear!r}" if linear else "the head"
     return (
         f"{what} gives each of the {head.get('channels')} kernels x {positions} positions of "
-        f"layer {reads!r} its own weight"
+        f"layer {at} its own weight"
     )
 
 
@@ -391,12 +406,12 @@ def verdict(content: Mapping[str, Any]) -> dict[str, Any]:
                 "Measure it: pass --data FILE (data=(x, y) in Python) with labelled examples "
                 "to sweep accuracy over shifts."
             )
+    collapse = (measured or {}).get("collapse")
     return {
         "translation_invariant": invariant,
         "basis": basis,
         "basis_text": basis_text,
-        "headline": _headline(invariant, basis, (measured or {}).get("collapse"),
-                              swept=measured is not None),  # fmt: skip
+        "headline": _headline(invariant, basis, collapse, swept=measured is not None),
         "reasons": reasons,
         "suggestions": suggestions,
     }

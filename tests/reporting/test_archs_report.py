@@ -171,6 +171,13 @@ def test_report_quotes_the_eeg_classifier_conv_and_decomposes_it(reports):
     assert any("classifier conv" in r for r in content["verdict"]["reasons"])
     assert content["connectivity"]["classifier_type"] == "Conv2d"
     assert content["explanation"] is not None and content["explanation"]["per_sample"]
+    # The map the head reads is torch.log inside the Expression module 'pool_nonlin_exp'
+    # (tests/archs/eeg.py): the sentence names that module, not only the graph's 'log'.
+    layers = {lay["name"]: lay for lay in content["structure"]["layers"]}
+    reads = content["structure"]["head"]["reads"]
+    assert layers[reads]["module"] == "pool_nonlin_exp" and layers["conv_time"]["module"] is None
+    clause = next(r for r in content["verdict"]["reasons"] if "classifier conv" in r)
+    assert f"of layer {reads!r} (in module 'pool_nonlin_exp')" in clause
 
 
 @pytest.mark.slow
