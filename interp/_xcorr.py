@@ -6,7 +6,9 @@ cross-correlation of ``A`` with the weight template ``W[k]`` at lag ``s``: all
 shifts at once cost a few FFTs instead of one forward pass each. This is the
 single implementation shared by ``connectivity`` (circular shifts of a feature
 map) and the fast sweep engine (valid-mode correlation over an extended map).
-Computed in float64 so that sums over 10^5-10^6 terms stay exact to ~1e-12.
+Computed in float64 so that sums over 10^5-10^6 terms stay exact to ~1e-12, except
+where a caller asks for float32 spectra (:func:`xcorr_periodic`, the fast engine's roll
+head on a float32 model; the rounding bound is in docs/DESIGN.md).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ def xcorr_valid(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
     return full[(..., *index)]
 
 
-def xcorr_periodic(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor:
+def xcorr_periodic(signal: torch.Tensor, template: torch.Tensor,
+                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Cross-correlation of one period of a periodic signal with a template of any size.
 
     ``out[n, k, q] = sum_{c, j} template[k, c, j] * signal[n, c, (q + j) mod T]`` for every
@@ -63,9 +66,13 @@ def xcorr_periodic(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor
     Args:
         signal: (N, C, *T) one period of periodic feature maps.
         template: (K, C, *P) weights; P may exceed T.
+        dtype: float64, or float32 for single-precision spectra: each output then carries
+            at most ``8 (log2 T + 1) + 6 sqrt(C) + 4`` units of float32 roundoff times
+            ``sum_c (|a_c|_2 |w_c|_1 + |a_c|_1 |w_c|_2)`` (FFT: Higham 2002, sec. 24.1;
+            the channel sum: Higham & Mary 2019), the norms over one period.
 
     Returns:
-        (N, K, *T) float64.
+        (N, K, *T) in ``dtype``.
 
     >>> s, w = torch.randn(1, 2, 5), torch.randn(3, 2, 7)
     >>> ref = sum(w[..., j] @ s[0, :, (2 + j) % 5] for j in range(7))
@@ -79,8 +86,8 @@ def xcorr_periodic(signal: torch.Tensor, template: torch.Tensor) -> torch.Tensor
         )
     sizes = tuple(int(v) for v in signal.shape[2:])
     axes = _axes(signal)
-    spec_s = torch.fft.rfftn(signal.to(torch.float64), s=sizes, dim=axes)  # (N, C, *F)
-    spec_t = torch.fft.rfftn(fold(template.to(torch.float64), sizes), dim=axes)  # (K, C, *F)
+    spec_s = torch.fft.rfftn(signal.to(dtype), s=sizes, dim=axes)  # (N, C, *F)
+    spec_t = torch.fft.rfftn(fold(template.to(dtype), sizes), dim=axes)  # (K, C, *F)
     prod = channel_product(spec_s, spec_t.conj())
     return torch.fft.irfftn(prod, s=sizes, dim=axes)
 

@@ -77,3 +77,51 @@ def float32_bound(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torc
         exact = copy.deepcopy(model).double().eval()(x.double())
         mag_model, factor = magnitude_model(model, x)
         return exact, factor * U32 * mag_model(x.double().abs())
+
+
+def fft_factor(period: int, channels: int) -> float:
+    """Units of float32 roundoff in one float32 FFT correlation, per unit of its norms.
+
+    ``xcorr_periodic(..., dtype=float32)``: each output is off by at most
+    ``fft_factor * U32 * sum_c (|a_c|_2 |w_c|_1 + |a_c|_1 |w_c|_2)``. Forward and inverse
+    FFTs: ~``log2 T`` butterfly levels of a few roundings each (Higham 2002, Thm 24.2, with
+    the twiddles' own error), one more level for the real packing; the sum over channels
+    at each frequency: the Higham & Mary bound; the pointwise complex products: a few ``u``.
+    """
+    return 8.0 * (math.log2(max(2, period)) + 1) + LAMBDA * channels**0.5 + 4
+
+
+def periodic_head_bound(model: nn.Module, x: torch.Tensor) -> torch.Tensor | float:
+    """Bound (K,) on the fast engine's float32 periodic head rounding (roll, 1D), else 0.
+
+    The engine correlates one period ``T <= L`` of the valid feature map ``a`` with the
+    head's template ``w`` (K, C, M), in float32 spectra. Every valid map value is bounded by
+    the magnitude model's map on a constant input ``max |x|`` (monotone, no padding
+    inside a valid window), ``M_c`` per channel; so ``|a_c|_1 <= L M_c``,
+    ``|a_c|_2 <= sqrt(L) M_c``, and the folded template's norms are at most ``|w_kc|_1``.
+    """
+    from interp.geometry.core import structure
+
+    geo = structure(model, x)
+    if x.dim() != 3 or geo.head.kind != "positional" or geo.head.linear is None:
+        return 0.0
+    modules = dict(model.named_modules())
+    if geo.head.reads not in modules or geo.head.linear not in modules:
+        return 0.0
+    weight = modules[geo.head.linear].weight.detach().double()
+    mag, _ = magnitude_model(model, x)
+    seen: list[torch.Tensor] = []
+    handle = dict(mag.named_modules())[geo.head.reads].register_forward_hook(
+        lambda m, i, o: seen.append(o))
+    try:
+        with torch.no_grad():
+            peak = x.detach().double().abs().amax((0, 2), keepdim=True)[:1]
+            mag(peak.expand(1, *x.shape[1:]).contiguous())
+    finally:
+        handle.remove()
+    fmap = seen[-1]  # (1, C, M)
+    channels, length = fmap.shape[1], x.shape[-1]
+    per_channel = fmap.flatten(2).amax(-1)[0]  # (C,)
+    w1 = weight.reshape(weight.shape[0], channels, -1).abs().sum(-1)  # (K, C)
+    norms = (length + length**0.5) * (w1 * per_channel).sum(-1)
+    return fft_factor(length, channels) * U32 * norms

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _rounding import U32, U64, magnitude_model
+from _rounding import U32, U64, fft_factor, magnitude_model, periodic_head_bound
 from conftest import no_hooks_left
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -67,12 +67,15 @@ def assert_exact(fast: torch.Tensor, model: nn.Module, x: torch.Tensor, shifts: 
     # The fast head sums in float64 from cumulative sums over the whole map: its rounding
     # is relative to the largest magnitude times the map length, not to this logit's terms.
     bound = factor * (U32 * mag + U64 * x[0].numel() * float(mag.max()) if mag.numel() else 0.0)
-    for name, got in (("fast", fast), ("brute force", slow)):
+    # Roll on 1D: the fast head correlates one period in float32 spectra (a bound of norms,
+    # not of this logit's terms).
+    spectra = periodic_head_bound(model, x) if mode == "roll" else 0.0
+    for name, got, extra in (("fast", fast, spectra), ("brute force", slow, 0.0)):
         err = (got.double() - exact).abs()
-        assert bool((err <= bound).all()), (name, float(err.max()), float(bound.max()))
+        assert bool((err <= bound + extra).all()), (name, float(err.max()), float(bound.max()))
     # Same predicted class, except between classes tied to within the rounding bound.
     top2 = slow.topk(min(2, slow.shape[-1]), -1).values
-    clear = (top2[..., 0] - top2[..., -1]).double() > 2 * bound.amax(-1)
+    clear = (top2[..., 0] - top2[..., -1]).double() > 2 * (bound + spectra).amax(-1)
     assert torch.equal(fast.argmax(-1)[clear], slow.argmax(-1)[clear])
 
 
@@ -527,6 +530,29 @@ def test_periodic_correlation_equals_the_circular_sum(period, length) -> None:
     got = xcorr_periodic(signal, template)
     terms = template.abs().sum() * signal.abs().max()
     assert got.shape == want.shape and float((got - want).abs().max()) <= 64 * U64 * float(terms)
+
+
+@pytest.mark.parametrize(("period", "length", "channels"), [(4096, 4026, 64), (64, 100, 3)])
+def test_float32_periodic_correlation_within_its_bound(period, length, channels) -> None:
+    # The float32-spectra correlation against the float64 circular sum (itself checked
+    # above) within the bound of xcorr_periodic's docstring, from the inputs' own norms;
+    # signals with the seed's shape (non-negative, a ReLU map) and a signed one.
+    gen = torch.Generator().manual_seed(21)
+    for signal in (torch.randn(3, channels, period, generator=gen).relu() * 5,
+                   torch.randn(3, channels, period, generator=gen)):
+        template = torch.randn(4, channels, length, generator=gen) * 1e-2
+        exact = xcorr_periodic(signal.double(), template.double())
+        got = xcorr_periodic(signal, template, dtype=torch.float32)
+        assert got.dtype == torch.float32 and got.shape == exact.shape
+        folded = exact.new_zeros(4, channels, period)
+        for j in range(length):  # the template folded onto the period, by a loop
+            folded[..., j % period] += template[..., j].double()
+        a1, a2 = signal.double().abs().sum(-1), signal.double().norm(dim=-1)  # (N, C)
+        w1, w2 = folded.abs().sum(-1), folded.norm(dim=-1)  # (K, C)
+        bound = fft_factor(period, channels) * U32 * (a2 @ w1.T + a1 @ w2.T)  # (N, K)
+        err = (got.double() - exact).abs().amax(-1)
+        assert bool((err <= bound).all()), (float(err.max()), float(bound.min()))
+        assert float(err.max()) > 0  # float32 spectra really ran
 
 
 @pytest.mark.parametrize("affine", [True, False])

@@ -266,15 +266,16 @@ def _max(op: Op, tap: _Tap, node: torch.Tensor, q: torch.Tensor, out_node: torch
     where = torch.tensor([tap.pos[k] for k in tap.other], device=q.device)
     valid_other = _at(node, where[None, :] + q, periods[0]).amax(-1)
     out = torch.maximum(true_other, valid)
-    need = (true_other < valid_other) & (valid <= valid_other)
-    if bool(need.any()):
-        hit = need.nonzero()  # (M, 3): sample, shift, channel
+    # (valid >= valid_other always; equal where the valid max came from an other tap)
+    hit = ((true_other < valid_other) & (valid <= valid_other)).nonzero()  # (M, 3): n, s, c
+    if hit.shape[0]:  # ~1% of entries on the seed: index them, no full-size masks
         clean = torch.tensor([tap.pos[k] for k in tap.clean], device=q.device)
         cols = q[hit[:, 1], 0][:, None] + clean[None, :]  # (M, clean taps)
         if periods[0] is not None:
             cols = cols.remainder(periods[0])
         rest = node[hit[:, :1], hit[:, 2:], cols].amax(-1)
-        out[need] = torch.maximum(true_other[need], rest)
+        at = (hit[:, 0], hit[:, 1], hit[:, 2])
+        out[at] = torch.maximum(true_other[at], rest)
     return out
 
 

@@ -107,7 +107,7 @@ def fast_logits(
         raise Unsupported(f"input {x.dtype} and parameters {dtype} must both be float32/float64")
     sizes = tuple(int(v) for v in x.shape[2:])
     geo = levels(ops, sizes, int(x.shape[1]))
-    unique, inverse = torch.unique(_normalise(table, sizes, mode), dim=0, return_inverse=True)
+    unique, inverse = unique_rows(_normalise(table, sizes, mode))
     unique = unique.to(x.device)
     picks = sorted({0, len(unique) - 1})  # the spot check: extreme shifts of sample 0
     n_batch = _samples_per_batch(geo, unique, max_bytes, mode)
@@ -185,6 +185,28 @@ def _after(geo: Structure, name: str, x: torch.Tensor) -> Callable[[torch.Tensor
         return out.unflatten(0, (n, s))
 
     return run
+
+
+def unique_rows(table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(table, dim=0, return_inverse=True)`` for (S, d) integer shifts.
+
+    Each row becomes one integer (mixed radix, so their order is the rows' lexicographic
+    order) for the flat ``torch.unique``: ``unique(dim=0)`` took ~15 ms on 4001 shifts
+    against 0.5 ms, once per sweep and once per batch of samples.
+    """
+    if table.shape[0] == 0:
+        return table, table.new_zeros(0)
+    low = table.min(0).values
+    span = (table.max(0).values - low + 1).tolist()
+    key = torch.zeros(table.shape[0], dtype=torch.long, device=table.device)
+    for a, n in enumerate(span):  # mixed radix: row order = lexicographic order
+        key = key * n + (table[:, a] - low[a])
+    flat, inverse = torch.unique(key, return_inverse=True)
+    rows = []
+    for n in reversed(span):
+        rows.append(flat.remainder(n))
+        flat = flat.div(n, rounding_mode="floor")
+    return torch.stack(rows[::-1], 1) + low, inverse
 
 
 def _normalise(table: torch.Tensor, sizes: tuple[int, ...], mode: str) -> torch.Tensor:
@@ -284,7 +306,7 @@ def _batch(ops: list[Op], head: HeadPlan, geo: list[Level], xb: torch.Tensor,
     final = geo[-1]  # t (U, d): x_s[i] = E[i + t]
     phases = (t - torch.tensor(final.offset, device=t.device)).remainder(
         torch.tensor(final.stride, device=t.device))  # fmt: skip
-    groups = [tuple(int(v) for v in g) for g in torch.unique(phases, dim=0)]
+    groups = sorted({tuple(r) for r in phases.tolist()})
     length = periodic_length(geo, mode, lo, hi, margin)
     kept = _trunk(ops, geo, _extend(xb, lo, hi, mode, margin, length), groups)
     # One period of the input: every valid map repeats every L / stride positions.

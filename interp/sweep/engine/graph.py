@@ -37,7 +37,7 @@ from interp._guard import inspecting
 from interp.errors import InterpError
 from interp.shifts import check_mode, normalize_shifts, shift_many
 from interp.sweep.engine.bands import gather
-from interp.sweep.engine.core import _extend, _normalise, _spot_check
+from interp.sweep.engine.core import _extend, _normalise, _spot_check, unique_rows
 from interp.sweep.engine.plan import Unsupported
 
 __all__ = ["graph_logits"]
@@ -260,7 +260,7 @@ def graph_logits(
     dims = x.dim() - 2
     table = torch.tensor(normalize_shifts(shifts, dims), dtype=torch.long).reshape(-1, dims)
     sizes = tuple(int(v) for v in x.shape[2:])
-    unique, inverse = torch.unique(_normalise(table, sizes, mode), dim=0, return_inverse=True)
+    unique, inverse = unique_rows(_normalise(table, sizes, mode))
     probe = x[:2] if x.shape[0] > 1 else x[:1].expand(2, *x.shape[1:])
     if graph is None:
         with inspecting(model):

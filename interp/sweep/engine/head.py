@@ -88,8 +88,8 @@ def head_cores(head: HeadPlan, level: Level, groups: list[tuple[torch.Tensor, to
             index ``i`` stands for ``i mod period``.
 
     Returns:
-        Per group: (n, S, K) float64 scores (positional), (n, S, C) maxima or float64
-        sums (pooled); or None when the core is empty.
+        Per group: (n, S, K) scores (positional: float64, or the map's float32 on periodic
+        maps), (n, S, C) maxima or float64 sums (pooled); or None when the core is empty.
     """
     core = level.core
     if any(b <= a for a, b in core):
@@ -136,17 +136,17 @@ def _periodic_cores(head: HeadPlan, core: Box, groups: list[tuple[torch.Tensor, 
     FFT is one period long however many shifts there are.
     """
     template = head.weight[ix(slice(None), slice(None), *_slices(core))]  # (K, C, *core)
-    n = groups[0][0].shape[0]
     one = ix(..., *(slice(0, t) for t in period))
-    first = groups[0][0]
-    signal = first.new_empty((n * len(groups), first.shape[1], *period), dtype=torch.float64)
-    for g, (node, _) in enumerate(groups):  # one copy: crop and convert at once
-        signal[g * n : (g + 1) * n] = node[one]
-    scores = xcorr_periodic(signal, template).split(n)
     start = torch.tensor([a for a, _ in core], device=groups[0][1].device)
     size = torch.tensor(period, device=start.device)
-    return [_pick(sc, (q + start).remainder(size)) for sc, (_, q) in
-            zip(scores, groups, strict=True)]  # fmt: skip
+    out = []
+    for node, q in groups:
+        # Spectra in the map's precision, read straight from the view of one period (a
+        # float64 copy of every map cost as much as the FFTs). float32 rounds each score
+        # by less than a float32 forward rounds its Linear (bound: xcorr_periodic).
+        scores = xcorr_periodic(node[one], template, dtype=node.dtype)
+        out.append(_pick(scores, (q + start).remainder(size)))
+    return out
 
 
 def window(node: torch.Tensor, box: list[slice], period: tuple[int, ...]) -> torch.Tensor:
