@@ -359,7 +359,7 @@ def _results(
                 invariance_error=inv,
                 breaks=breaks,
                 aliasing=_aliases(alias, s["full"].value() if geom is not None else inv,
-                                  tolerance),  # fmt: skip
+                                  tolerance),
                 module=owner,
             )
         )
