@@ -109,16 +109,23 @@ def periodic_head_bound(model: nn.Module, x: torch.Tensor) -> torch.Tensor | flo
     if geo.head.reads not in modules or geo.head.linear not in modules:
         return 0.0
     weight = modules[geo.head.linear].weight.detach().double()
+    if weight.dim() != 2:  # a full-kernel conv classifier: the engines run it per shift
+        return 0.0
     mag, _ = magnitude_model(model, x)
+    # The map the Linear's template lies on: what its Flatten reads, else the head's map.
+    flat = [m for m in mag.modules() if isinstance(m, nn.Flatten)]
+    site = flat[-1] if flat else dict(mag.named_modules())[geo.head.reads]
     seen: list[torch.Tensor] = []
-    handle = dict(mag.named_modules())[geo.head.reads].register_forward_hook(
-        lambda m, i, o: seen.append(o))
+    handle = (site.register_forward_pre_hook(lambda m, i: seen.append(i[0])) if flat else
+              site.register_forward_hook(lambda m, i, o: seen.append(o)))  # fmt: skip
     try:
         with torch.no_grad():
             peak = x.detach().double().abs().amax((0, 2), keepdim=True)[:1]
             mag(peak.expand(1, *x.shape[1:]).contiguous())
     finally:
         handle.remove()
+    if seen[-1].dim() != 3 or seen[-1][0].numel() != weight.shape[1]:
+        raise AssertionError(f"no (C, M) map under the head's Linear {tuple(weight.shape)}")
     fmap = seen[-1]  # (1, C, M)
     channels, length = fmap.shape[1], x.shape[-1]
     per_channel = fmap.flatten(2).amax(-1)[0]  # (C,)
