@@ -77,12 +77,32 @@ class Interrupted(BaseException):
 _received: list[int] = []  # the signal, once one came: third-party code may swallow the raise
 
 
-def _on_signal(signum: int, _frame: Any) -> None:
+def _on_signal(signum: int, frame: Any) -> None:
     # One interruption is enough: let the clean-up it triggers finish undisturbed.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _received.append(signum)
-    raise Interrupted(signum)
+    _raise_when_safe(frame)
+
+
+_RETRY_S = 0.02  # how soon a deferred interruption is tried again
+
+
+def _raise_when_safe(frame: Any) -> None:
+    """Raise Interrupted, unless Python is importing a module: then again in 20 ms.
+
+    An import may be running C++ initialisation that calls back into Python (torch's
+    ``_c10d_init`` under ``import torch.distributed``); an exception raised through
+    that frame is fatal ("terminate called after throwing ... error_already_set",
+    exit -6), with no clean-up at all. A SIGALRM timer retries until the import is done.
+    """
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            signal.signal(signal.SIGALRM, lambda _s, f: _raise_when_safe(f))
+            signal.setitimer(signal.ITIMER_REAL, _RETRY_S)
+            return
+        frame = frame.f_back
+    raise Interrupted(_received[0])
 
 
 @contextlib.contextmanager
@@ -92,12 +112,16 @@ def _signals() -> Iterator[None]:
         yield
         return
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    alarm = signal.getsignal(signal.SIGALRM)  # the deferred interruption's timer
     for s in old:
         if old[s] is not signal.SIG_IGN:  # nohup and friends keep their choice
             signal.signal(s, _on_signal)
     try:
         yield
     finally:
+        if signal.getsignal(signal.SIGALRM) is not alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, alarm)
         for s, handler in old.items():
             signal.signal(s, handler)
 

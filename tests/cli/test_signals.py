@@ -138,3 +138,29 @@ def test_sigterm_while_writing_a_report_leaves_no_temporary(tmp_path):
     else:
         assert proc.returncode == 143 and err.endswith("Interrupted.\n"), err
         assert left in (["d.npz", "m.pt"], ["d.npz", "m.pt", "out"]), left
+
+
+def test_an_interruption_inside_an_import_is_raised_after_it(tmp_path, monkeypatch):
+    # Raising through an import can cross C++ module initialisation (torch.distributed's
+    # _c10d_init) and abort the process; the handler defers the raise until the import
+    # has returned. The module below plays a signal arriving during its own import.
+    from interp.cli import main as cli_main
+
+    (tmp_path / "interp_signal_probe.py").write_text(
+        "import sys\nfrom interp.cli import main as m\nm._received.append(15)\n"
+        "m._raise_when_safe(sys._getframe())\nRETURNED = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    alarm = signal.getsignal(signal.SIGALRM)
+    try:
+        import interp_signal_probe  # must not raise here
+
+        assert interp_signal_probe.RETURNED
+        with pytest.raises(cli_main.Interrupted) as caught:
+            time.sleep(2)  # the 20 ms retry fires here, outside any import
+        assert caught.value.exit_code == 143
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, alarm)
+        cli_main._received.clear()
+        sys.modules.pop("interp_signal_probe", None)
