@@ -21,9 +21,11 @@ labels) through ``shift_sweep_stream`` over the case's shifts, mode and the engi
 picks, for 32 and 320 samples by default. ``ru_maxrss`` is read after setup (model built,
 one warm-up batch swept: 256 samples, the batch interp re-cuts every stream into, so the
 set-up already holds the working set of the largest batch a run forms) and at the end; the
-figure compared is the peak growth, end minus after setup, i.e. what accumulates with the
-number of samples, with the growth at N floored at 1 MiB so that a run that does not grow
-at all is not divided by zero; ``--json`` adds one JSON object per case on stdout.
+target is on the working memory, peak RSS minus the start (the issue's "peak working
+memory"), and the growth after setup (what accumulates with the number of samples, floored
+at 1 MiB at N so that a run that does not grow is not divided by zero) is printed beside
+it: a few MiB over that floor read as a large ratio of nothing; ``--json`` adds one JSON
+object per case on stdout.
 ``--mmap-threshold 131072`` fixes glibc's mmap threshold in the children, so that freed
 large blocks go back to the system and RSS follows live tensors rather than the heap's
 retention: a growth that stays with it is a buffer kept alive, one that goes is the
@@ -269,19 +271,22 @@ def run_cases(args: argparse.Namespace, cases: list[str]) -> None:
                 f"{r['seconds']:>8.1f}")  # fmt: skip
         small, large = rows
         ratio = max(large["growth_kib"], 0) / max(small["growth_kib"], FLOOR_KIB)
-        met = ratio < 2
+        work = [r["peak_kib"] - r["start_kib"] for r in rows]  # the sweep's whole footprint
+        # The issue's target is the working memory's growth; the growth after setup (what
+        # accumulates with N) is the diagnostic, and MiB-scale noise over a 1 MiB floor.
+        working_ratio = work[1] / max(work[0], 1)
+        met = working_ratio < 2
         note = (
             ""
             if small["shifts"] == small["case_shifts"]
             else (f"; {small['shifts']} of the case's {small['case_shifts']} shifts (--max-shifts)")
         )
-        work = [r["peak_kib"] - r["start_kib"] for r in rows]  # the sweep's whole footprint
-        log(
-            f"  {case}: peak growth x{ratio:.2f} for x{large['n'] / small['n']:g} samples "
-            f"(target < 2x): {'OK' if met else 'OVER TARGET'}; engine {small['engine']}{note}"
-        )
         log(f"  {case}: working memory (peak RSS - start) {work[0] / 1024:.0f} -> "
-            f"{work[1] / 1024:.0f} MiB, x{work[1] / max(work[0], 1):.2f}")  # fmt: skip
+            f"{work[1] / 1024:.0f} MiB, x{working_ratio:.2f} for x{large['n'] / small['n']:g} "
+            f"samples (target < 2x): {'OK' if met else 'OVER TARGET'}; engine "
+            f"{small['engine']}{note}")  # fmt: skip
+        log(f"  {case}: growth after setup {small['growth_kib'] / 1024:.1f} -> "
+            f"{large['growth_kib'] / 1024:.1f} MiB, x{ratio:.2f} over a 1 MiB floor")  # fmt: skip
         if args.json:
             print(json.dumps({
                 "case": case, "samples_small": small["n"], "samples_large": large["n"],
@@ -291,7 +296,7 @@ def run_cases(args: argparse.Namespace, cases: list[str]) -> None:
                 "peak_is": "growth of ru_maxrss from after setup to the end, MiB; ratio "
                 "floors the small growth at 1 MiB",
                 "working_small_mb": work[0] / 1024, "working_large_mb": work[1] / 1024,
-                "working_ratio": work[1] / max(work[0], 1),
+                "working_ratio": working_ratio, "target_is": "working_ratio < 2",
                 "malloc_mmap_threshold": args.mmap_threshold or None,
                 "rss_small_mb": {k: small[f"{k}_kib"] / 1024 for k in ("start", "setup", "peak")},
                 "rss_large_mb": {k: large[f"{k}_kib"] / 1024 for k in ("start", "setup", "peak")},
