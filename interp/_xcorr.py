@@ -8,7 +8,7 @@ single implementation shared by ``connectivity`` (circular shifts of a feature
 map) and the fast sweep engine (valid-mode correlation over an extended map).
 Computed in float64 so that sums over 10^5-10^6 terms stay exact to ~1e-12, except
 where a caller asks for float32 spectra (:func:`xcorr_periodic`, the fast engine's roll
-head on a float32 model; the rounding bound is in docs/DESIGN.md).
+head on a float32 model; its rounding bound is in that function's docstring).
 """
 
 from __future__ import annotations
